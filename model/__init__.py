@@ -1,0 +1,1 @@
+"""The training stage: data -> features -> trained pipeline -> artifact on disk."""
