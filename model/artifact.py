@@ -99,9 +99,7 @@ def read_metadata(model_dir: Path) -> dict[str, Any]:
     if not isinstance(metadata, dict) or "model_sha256" not in metadata:
         raise ArtifactError(f"{path} is not this project's metadata; retrain")
     if metadata.get("schema_fingerprint") != schema_fingerprint():
-        raise ArtifactError(
-            f"the artifact in {model_dir} was trained for another feature schema; retrain"
-        )
+        raise ArtifactError(f"the artifact in {model_dir} was trained for another feature schema; retrain")
     return metadata
 
 

@@ -50,6 +50,4 @@ def check_quality_gate(test_rmse: float, max_test_rmse: float) -> None:
         QualityGateError: With a one-line reason naming both numbers.
     """
     if not np.isfinite(test_rmse) or test_rmse > max_test_rmse:
-        raise QualityGateError(
-            f"quality gate failed: test RMSE {test_rmse:.4f} > bound {max_test_rmse:.4f}"
-        )
+        raise QualityGateError(f"quality gate failed: test RMSE {test_rmse:.4f} > bound {max_test_rmse:.4f}")
