@@ -1,0 +1,72 @@
+"""Shared fixtures, and the test groups that need a Docker engine or a browser.
+
+On a machine without Docker or Chromium those groups are skipped, and the run ends with a loud
+banner naming them. With CALI_REQUIRE_ALL_GROUPS=1 (set by .ci/run) a missing group is a failure
+instead, so CI never passes on skipped groups.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from functools import cache
+
+import pytest
+
+REQUIRE_ALL = os.environ.get("CALI_REQUIRE_ALL_GROUPS") == "1"
+CHROMIUM = "/usr/bin/chromium"
+
+
+@cache
+def docker_available() -> str | None:
+    """None when a Docker engine answers, else why not."""
+    if shutil.which("docker") is None:
+        return "no docker client on PATH"
+    try:
+        done = subprocess.run(["docker", "info"], capture_output=True, timeout=20, check=False)
+    except subprocess.TimeoutExpired:
+        return "docker info timed out"
+    return None if done.returncode == 0 else "no Docker engine answers (docker info failed)"
+
+
+@cache
+def chromium_available() -> str | None:
+    """None when Debian's chromium and PyPI's playwright are both here, else why not."""
+    if not os.access(CHROMIUM, os.X_OK):
+        return f"{CHROMIUM} not found (apt-get install chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright is not installed"
+    return None
+
+
+GROUPS = {"docker": docker_available, "browser": chromium_available}
+_skipped: dict[str, str] = {}
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for group, probe in GROUPS.items():
+        if item.get_closest_marker(group) is None:
+            continue
+        reason = probe()
+        if reason is None:
+            continue
+        message = f"{group} group unavailable: {reason}"
+        if REQUIRE_ALL:
+            pytest.fail(f"{message} (CALI_REQUIRE_ALL_GROUPS=1 forbids skipping it)", pytrace=False)
+        _skipped[group] = reason
+        pytest.skip(message)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if not _skipped:
+        return
+    write = terminalreporter.write_line
+    write("")
+    write("!" * 78, red=True, bold=True)
+    for group, reason in sorted(_skipped.items()):
+        write(f"!! SKIPPED the {group!r} test group: {reason}", red=True, bold=True)
+    write("!! These tests did NOT run. CI installs what they need and fails if they skip.", red=True)
+    write("!" * 78, red=True, bold=True)
