@@ -1,0 +1,49 @@
+"""The prediction service: a Flask application factory, served by gunicorn."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from service.config import Settings
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app: load the model once, register routes, errors, metrics and logs.
+
+    Args:
+        config: Overrides for tests, e.g. {"SETTINGS": Settings(model_dir=...)}; by default the
+            settings come from the environment.
+
+    Raises:
+        ArtifactError: The model is missing, corrupt or for another schema (the server must not start).
+        ConfigError: A setting is invalid.
+    """
+    from service import access_log, errors, routes
+    from service.metrics import Metrics
+    from service.openapi import build_openapi
+    from service.predictor import Predictor
+
+    settings: Settings = (config or {}).get("SETTINGS") or Settings.from_env()
+    app = Flask(__name__)
+    app.config.update(
+        SETTINGS=settings,
+        MAX_BATCH=settings.max_batch,
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        JSON_SORT_KEYS=False,
+    )
+    app.json.sort_keys = False
+    if config:
+        app.config.update(config)
+
+    access_log.configure_logging(settings.log_level)
+    app.extensions["predictor"] = Predictor.load(settings.model_dir)
+    app.extensions["metrics"] = Metrics(settings.metrics_dir)
+    app.extensions["openapi"] = build_openapi(app.config["MAX_BATCH"])
+
+    errors.register_error_handlers(app)
+    access_log.install_request_hooks(app)
+    app.register_blueprint(routes.bp)
+    return app

@@ -1,0 +1,81 @@
+"""Service settings: the one place that reads the environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class ConfigError(ValueError):
+    """A setting has a value the service cannot run with; the message names the variable."""
+
+
+def _int(env: Mapping[str, str], key: str, default: int, low: int, high: int) -> int:
+    raw = env.get(key)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{key}={raw!r} is not an integer (allowed: {low}..{high})") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{key}={value} is out of range (allowed: {low}..{high})")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service can be told from outside.
+
+    Attributes:
+        model_dir: Folder holding model.joblib and metadata.json.
+        host: Address gunicorn binds (127.0.0.1 locally; the image sets 0.0.0.0).
+        port: Port gunicorn binds.
+        workers: gunicorn worker processes; one per core suits CPU-bound inference.
+        max_batch: Most records one batch request may carry.
+        max_body_bytes: Largest request body accepted (413 beyond).
+        log_level: Level of the service's own log lines.
+        graceful_timeout: Seconds a SIGTERM leaves in-flight requests to finish.
+        threads: Threads per worker (gthread): they hold slow or idle connections, not CPU work.
+        metrics_dir: PROMETHEUS_MULTIPROC_DIR, set by the gunicorn config for multi-worker metrics.
+    """
+
+    model_dir: Path = Path("artifacts")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 2
+    max_batch: int = 10_000
+    max_body_bytes: int = 8 * 1024 * 1024
+    log_level: str = "INFO"
+    graceful_timeout: int = 20
+    threads: int = 4
+    metrics_dir: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read MODEL_DIR, HOST, PORT, WORKERS, THREADS, MAX_BATCH, MAX_BODY_BYTES, LOG_LEVEL,
+        GRACEFUL_TIMEOUT and PROMETHEUS_MULTIPROC_DIR.
+
+        Raises:
+            ConfigError: A value is malformed or out of range; the message names the variable.
+        """
+        env = os.environ if env is None else env
+        level = env.get("LOG_LEVEL", cls.log_level).strip().upper()
+        if level not in LOG_LEVELS:
+            raise ConfigError(f"LOG_LEVEL={level!r} is not one of {', '.join(LOG_LEVELS)}")
+        return cls(
+            model_dir=Path(env.get("MODEL_DIR") or cls.model_dir),
+            host=env.get("HOST") or cls.host,
+            port=_int(env, "PORT", cls.port, 1, 65535),
+            workers=_int(env, "WORKERS", cls.workers, 1, 64),
+            max_batch=_int(env, "MAX_BATCH", cls.max_batch, 1, 1_000_000),
+            max_body_bytes=_int(env, "MAX_BODY_BYTES", cls.max_body_bytes, 1024, 1 << 30),
+            log_level=level,
+            graceful_timeout=_int(env, "GRACEFUL_TIMEOUT", cls.graceful_timeout, 1, 600),
+            threads=_int(env, "THREADS", cls.threads, 1, 256),
+            metrics_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,
+        )
