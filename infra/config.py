@@ -1,0 +1,187 @@
+"""The stack's configuration, read once and checked before any resource exists.
+
+Defaults live in `Pulumi.yaml` (the CLI applies them), so every key is read with `require*` here;
+this module adds what Pulumi's types cannot say: which CIDRs, ports, instance types and retention
+periods are allowed. A bad value raises `ConfigError` naming the key and what it accepts.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+
+PROJECT = "cali-housing"
+
+# CloudWatch Logs accepts only these retention periods (PutRetentionPolicy).
+# fmt: off
+LOG_RETENTION_DAYS: tuple[int, ...] = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
+)
+# fmt: on
+
+# family[generation][attributes].size, e.g. t3.small, m6i.large, c7a.2xlarge.
+_INSTANCE_TYPE = re.compile(r"^(?P<family>[a-z]+)(?P<gen>[0-9]+)(?P<attrs>[a-z-]*)\.(?P<size>[a-z0-9]+)$")
+_IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_AMI = re.compile(r"^ami-[0-9a-f]{8,17}$")
+
+
+class ConfigError(ValueError):
+    """A config value is invalid; carries the key and what it allows."""
+
+    def __init__(self, key: str, value: object, allowed: str) -> None:
+        self.key = key
+        self.value = value
+        self.allowed = allowed
+        super().__init__(f"config {PROJECT}:{key} = {value!r} is invalid: {allowed}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that differs between stacks, validated."""
+
+    stack: str
+    region: str
+    state_bucket: str
+    state_noncurrent_days: int
+    instance_type: str
+    app_port: int
+    allowed_cidrs: tuple[str, ...]
+    log_retention_days: int
+    keep_images: int
+    image_tag: str
+    ami: str
+    root_volume_gb: int
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """Tags for every taggable resource of this stack (the state bucket has its own)."""
+        return {"project": PROJECT, "stack": self.stack, "managed-by": "pulumi"}
+
+
+def check_cidrs(key: str, value: object) -> tuple[str, ...]:
+    """Each entry must be an IPv4 network in canonical form (host bits zero)."""
+    allowed = "a non-empty list of IPv4 networks such as 203.0.113.0/24 or 0.0.0.0/0"
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise ConfigError(key, value, allowed)
+    for cidr in value:
+        try:
+            network = ipaddress.ip_network(cidr, strict=True)
+        except ValueError as err:
+            raise ConfigError(key, cidr, f"{allowed} ({err})") from None
+        if network.version != 4 or "/" not in cidr:
+            raise ConfigError(key, cidr, allowed)
+    return tuple(value)
+
+
+def check_port(key: str, value: int) -> int:
+    """A TCP port the public may reach; never 22, since the server has no SSH."""
+    if not 1 <= value <= 65535 or value == 22:
+        raise ConfigError(key, value, "an integer from 1 to 65535, not 22 (use Session Manager, not SSH)")
+    return value
+
+
+def check_instance_type(key: str, value: str) -> str:
+    """An EC2 type name on x86_64, since the image is built for linux/amd64."""
+    match = _INSTANCE_TYPE.match(value)
+    if match is None:
+        raise ConfigError(key, value, "an EC2 instance type name such as t3.small or m6i.large")
+    if "g" in match["attrs"] or match["family"] == "a":
+        raise ConfigError(
+            key, value, "an x86_64 type (the image is linux/amd64), not Graviton; e.g. t3.small"
+        )
+    return value
+
+
+def check_choice(key: str, value: int, choices: tuple[int, ...]) -> int:
+    """One of a fixed set of integers."""
+    if value not in choices:
+        raise ConfigError(key, value, f"one of {', '.join(map(str, choices))}")
+    return value
+
+
+def check_range(key: str, value: int, low: int, high: int) -> int:
+    """An integer within [low, high]."""
+    if not low <= value <= high:
+        raise ConfigError(key, value, f"an integer from {low} to {high}")
+    return value
+
+
+def check_pattern(key: str, value: str, pattern: re.Pattern[str], allowed: str) -> str:
+    """A string matching a pattern (empty strings are handled by the caller)."""
+    if not pattern.match(value):
+        raise ConfigError(key, value, allowed)
+    return value
+
+
+def git_image_tag(repo: Path) -> str:
+    """The immutable tag for an image built from this checkout: the commit, marked when dirty.
+
+    Raises:
+        ConfigError: Not a git checkout, so imageTag must be set explicitly.
+    """
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        raise ConfigError(
+            "imageTag", "", "set it (e.g. to the git sha) when not deploying from a git checkout"
+        ) from None
+    # ECR tags are immutable: a second push of a changed dirty tree under the same tag fails loudly,
+    # which is the point - commit before deploying.
+    return f"{sha}-dirty" if dirty else sha
+
+
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_BUCKET_ALLOWED = "an S3 bucket name (3-63 of a-z 0-9 . -); `python -m infra.bootstrap` prints yours"
+_IMAGE_TAG_ALLOWED = "a Docker tag: letters, digits, _ . -, at most 128"
+_AMI_ALLOWED = "empty (latest Amazon Linux 2023) or an AMI id like ami-0abc12345def67890"
+
+
+def load(repo: Path) -> Settings:
+    """Read and validate the stack's configuration.
+
+    Args:
+        repo: The repository root (for the git sha when imageTag is empty).
+
+    Returns:
+        The validated settings.
+
+    Raises:
+        ConfigError: A value is outside what the key allows.
+    """
+    cfg = pulumi.Config()
+    image_tag = cfg.require("imageTag")
+    ami = cfg.require("ami")
+    retention = cfg.require_int("logRetentionDays")
+    return Settings(
+        stack=pulumi.get_stack(),
+        region=pulumi.Config("aws").require("region"),
+        state_bucket=check_pattern("stateBucket", cfg.require("stateBucket"), _BUCKET, _BUCKET_ALLOWED),
+        state_noncurrent_days=check_range(
+            "stateNoncurrentDays", cfg.require_int("stateNoncurrentDays"), 1, 3650
+        ),
+        instance_type=check_instance_type("instanceType", cfg.require("instanceType")),
+        app_port=check_port("appPort", cfg.require_int("appPort")),
+        allowed_cidrs=check_cidrs("allowedCidrs", cfg.require_object("allowedCidrs")),
+        log_retention_days=check_choice("logRetentionDays", retention, LOG_RETENTION_DAYS),
+        keep_images=check_range("keepImages", cfg.require_int("keepImages"), 1, 1000),
+        image_tag=check_pattern("imageTag", image_tag, _IMAGE_TAG, _IMAGE_TAG_ALLOWED)
+        if image_tag
+        else git_image_tag(repo),
+        ami=check_pattern("ami", ami, _AMI, _AMI_ALLOWED) if ami else "",
+        root_volume_gb=check_range("rootVolumeGb", cfg.require_int("rootVolumeGb"), 8, 1024),
+    )

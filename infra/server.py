@@ -1,0 +1,122 @@
+"""The single app server: an EC2 instance behind an Elastic IP, recovered when its host fails."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+# Amazon's public pointer to the current Amazon Linux 2023 AMI for x86_64.
+AL2023_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+
+
+def amazon_linux_ami(pinned: str) -> pulumi.Input[str]:
+    """The AMI to launch: the pinned id when given, else the current Amazon Linux 2023 one."""
+    if pinned:
+        return pinned
+    return aws.ssm.get_parameter_output(name=AL2023_PARAMETER).value
+
+
+@dataclass
+class ServerArgs:
+    """Arguments for Server.
+
+    Attributes:
+        ami: The AMI to launch.
+        ami_pinned: True when `ami` comes from config: then a change of it replaces the server.
+            False when it is "latest": then a newer AMI is ignored until deliberately rolled.
+        instance_type: An x86_64 EC2 instance type.
+        subnet_id: A public subnet.
+        security_group_id: The app's security group.
+        instance_profile_name: The instance profile carrying the server's role.
+        user_data: The rendered boot script (it names the image digest).
+        root_volume_gb: Size of the encrypted gp3 root volume.
+        region: The region, for the recovery alarm's action ARN.
+        tags: Tags for every taggable resource.
+    """
+
+    ami: pulumi.Input[str]
+    ami_pinned: bool
+    instance_type: str
+    subnet_id: pulumi.Input[str]
+    security_group_id: pulumi.Input[str]
+    instance_profile_name: pulumi.Input[str]
+    user_data: pulumi.Input[str]
+    root_volume_gb: int
+    region: str
+    tags: dict[str, str]
+
+
+class Server(pulumi.ComponentResource):
+    """Instance, Elastic IP and its association, and the auto-recovery alarm."""
+
+    def __init__(self, name: str, args: ServerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("cali:aws:Server", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+
+        def tags(suffix: str) -> dict[str, str]:
+            return {**args.tags, "Name": f"{name}-{suffix}"}
+
+        self.instance = aws.ec2.Instance(
+            f"{name}-instance",
+            ami=args.ami,
+            instance_type=args.instance_type,
+            subnet_id=args.subnet_id,
+            vpc_security_group_ids=[args.security_group_id],
+            iam_instance_profile=args.instance_profile_name,
+            # A public address from the first second, so the boot script reaches ECR before the
+            # Elastic IP is attached (the EIP then takes its place).
+            associate_public_ip_address=True,
+            # IMDSv2 only; hop limit 2 so a process inside a container (one hop more) still reaches it.
+            metadata_options={
+                "http_endpoint": "enabled",
+                "http_tokens": "required",
+                "http_put_response_hop_limit": 2,
+            },
+            root_block_device={
+                "volume_type": "gp3",
+                "volume_size": args.root_volume_gb,
+                "encrypted": True,
+                "delete_on_termination": True,
+                "tags": tags("root"),
+            },
+            monitoring=False,  # basic 5-minute metrics suffice for the recovery alarm; detailed ones cost
+            user_data=args.user_data,
+            # The boot script names the image digest: a new image means a fresh server, started
+            # before the old one is deleted, instead of mutating a running one.
+            user_data_replace_on_change=True,
+            tags=tags("instance"),
+            # With "latest" AMI, a new Amazon Linux release must not replace the server on an
+            # unrelated `up`; rolling it is a deliberate act (see README, "Rolling the AMI").
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=[] if args.ami_pinned else ["ami"]),
+        )
+        # The address lives apart from the instance, so a replaced instance keeps it: the association
+        # moves to the new instance and the EIP itself is never replaced.
+        self.eip = aws.ec2.Eip(f"{name}-eip", domain="vpc", tags=tags("eip"), opts=child)
+        aws.ec2.EipAssociation(
+            f"{name}-eip-assoc",
+            allocation_id=self.eip.allocation_id,
+            instance_id=self.instance.id,
+            opts=child,
+        )
+        # A failed system status check means the host under the instance is broken; EC2's recover
+        # action moves the instance (same id, EIP, volume) to healthy hardware.
+        aws.cloudwatch.MetricAlarm(
+            f"{name}-recover",
+            alarm_description=f"recover {name} when the system status check fails",
+            namespace="AWS/EC2",
+            metric_name="StatusCheckFailed_System",
+            dimensions={"InstanceId": self.instance.id},
+            statistic="Maximum",
+            period=60,
+            evaluation_periods=2,
+            comparison_operator="GreaterThanThreshold",
+            threshold=0,
+            alarm_actions=[f"arn:aws:automate:{args.region}:ec2:recover"],
+            tags=tags("recover"),
+            opts=child,
+        )
+        self.public_ip: pulumi.Output[str] = self.eip.public_ip
+        self.instance_id: pulumi.Output[str] = self.instance.id
+        self.register_outputs({"public_ip": self.public_ip, "instance_id": self.instance_id})

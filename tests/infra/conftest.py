@@ -1,0 +1,297 @@
+"""Fixtures for the infrastructure tests: the Pulumi program under mocks, and a moto S3 server.
+
+The program is the real `__main__.py`, run by Pulumi's unit-test runtime (`pulumi.runtime.set_mocks`)
+with the config the CLI would pass for the prod stack. Nothing here needs the Pulumi CLI, its
+plugins, AWS or the network.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pulumi
+import pytest
+import yaml
+from google.protobuf import json_format
+from pulumi.runtime.mocks import MockMonitor
+
+ROOT = Path(__file__).resolve().parents[2]
+MAIN = ROOT / "__main__.py"
+PROJECT = "cali-housing"
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+AMI = "ami-0a1b2c3d4e5f67890"
+DIGEST = "sha256:" + "ab" * 32
+PUBLIC_IP = "203.0.113.10"
+STATE_BUCKET = f"cali-housing-state-{ACCOUNT}-{REGION}"
+IMAGE_TAG = "0123456789ab"
+# The marker Pulumi's wire format puts on a secret value.
+SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"  # noqa: S105 - a marker, not a password
+
+
+def venv_tool(name: str) -> str:
+    """A console script installed next to this Python (the venv's bin), else one on PATH."""
+    candidate = Path(sys.executable).parent / name
+    found = str(candidate) if candidate.exists() else shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} is not installed (make dev installs it)")
+    return found
+
+
+def _encode(value: Any) -> str:
+    # The CLI hands every config value to the program as a string; objects and arrays as JSON.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return str(value)
+
+
+def project_file() -> dict[str, Any]:
+    """Pulumi.yaml, parsed."""
+    return yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+
+
+def stack_file(stack: str = "prod") -> dict[str, Any]:
+    """Pulumi.<stack>.yaml, parsed."""
+    return yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())
+
+
+def full_key(key: str) -> str:
+    """A project config key with its namespace, as the program sees it."""
+    return key if ":" in key else f"{PROJECT}:{key}"
+
+
+def cli_config(stack: str = "prod", **overrides: Any) -> dict[str, str]:
+    """The config the Pulumi CLI would pass: Pulumi.yaml defaults, then the stack file, then `overrides`.
+
+    Keys in `overrides` are project keys without namespace (e.g. appPort=8081). The account-specific
+    stateBucket and a fixed imageTag are added as `pulumi config set` would.
+    """
+    config = {
+        full_key(key): _encode(decl["default"])
+        for key, decl in project_file()["config"].items()
+        if "default" in decl
+    }
+    config.update({key: _encode(value) for key, value in stack_file(stack)["config"].items()})
+    config[full_key("stateBucket")] = STATE_BUCKET
+    config[full_key("imageTag")] = IMAGE_TAG
+    config.update({full_key(key): _encode(value) for key, value in overrides.items()})
+    return config
+
+
+@dataclass
+class Registered:
+    """One resource the program registered: what a provider would have received."""
+
+    typ: str
+    name: str
+    urn: str
+    inputs: dict[str, Any]
+    raw: dict[str, Any]  # the wire form of the inputs, where secrets are still marked
+    protect: bool
+    retain_on_delete: bool
+    import_id: str
+    ignore_changes: list[str]
+    custom: bool
+
+
+@dataclass
+class Deployment:
+    """What a run of the program registered, invoked and exported."""
+
+    resources: list[Registered] = field(default_factory=list)
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    exports: dict[str, Any] = field(default_factory=dict)
+    config_reads: set[str] = field(default_factory=set)
+
+    def of_type(self, typ: str) -> list[Registered]:
+        """Every resource of one Pulumi type token."""
+        return [r for r in self.resources if r.typ == typ]
+
+    def one(self, typ: str) -> Registered:
+        """The single resource of a type (fails when there are none or several)."""
+        found = self.of_type(typ)
+        assert len(found) == 1, f"expected one {typ}, found {[r.name for r in found]}"
+        return found[0]
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    """Stand-in provider: echoes inputs and adds the outputs AWS and Docker would compute."""
+
+    def __init__(self, deployment: Deployment) -> None:
+        self.deployment = deployment
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        outputs = dict(args.inputs)
+        name, typ = args.name, args.typ
+        arn = f"arn:aws:{typ.split(':')[1].split('/')[0]}:{REGION}:{ACCOUNT}:{name}"
+        if typ == "aws:ecr/repository:Repository":
+            outputs |= {
+                "name": name,
+                "registryId": ACCOUNT,
+                "repositoryUrl": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{name}",
+                "arn": f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/{name}",
+            }
+        elif typ == "docker:index/image:Image":
+            repo = args.inputs["imageName"].rsplit(":", 1)[0]
+            outputs["repoDigest"] = f"{repo}@{DIGEST}"
+        elif typ == "aws:cloudwatch/logGroup:LogGroup":
+            outputs |= {"name": name, "arn": f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{name}"}
+        elif typ == "aws:ec2/eip:Eip":
+            outputs |= {"publicIp": PUBLIC_IP, "allocationId": "eipalloc-0123456789abcdef0"}
+        elif typ in ("aws:iam/role:Role", "aws:iam/instanceProfile:InstanceProfile"):
+            outputs |= {"name": name, "arn": f"arn:aws:iam::{ACCOUNT}:{typ.split(':')[-1].lower()}/{name}"}
+        elif typ == "aws:s3/bucket:Bucket":
+            outputs |= {"arn": f"arn:aws:s3:::{args.inputs['bucket']}"}
+        else:
+            outputs.setdefault("arn", arn)
+        return (args.resource_id or f"{name}-id", outputs)
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+        function = args.token  # the invoke, e.g. aws:ssm/getParameter:getParameter
+        self.deployment.calls.append((function, dict(args.args)))
+        if function == "aws:ssm/getParameter:getParameter":
+            return {"name": args.args["name"], "value": AMI, "type": "String", "arn": "", "version": 1}
+        if function == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
+            return {
+                "userName": "AWS",
+                "password": "ecr-password",
+                "authorizationToken": "QVdTOmVjci1wYXNzd29yZA==",
+                "proxyEndpoint": f"https://{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com",
+                "expiresAt": "2030-01-01T00:00:00Z",
+            }
+        if function == "aws:index/getAvailabilityZones:getAvailabilityZones":
+            names = [f"{REGION}{z}" for z in "abc"]
+            return {"names": names, "zoneIds": [f"use1-az{i}" for i in range(3)], "id": REGION}
+        raise AssertionError(f"the program invoked {function}, which these tests do not mock")
+
+
+class RecordingMonitor(MockMonitor):
+    """The mock engine, also noting the resource options a provider never sees (protect, import, ...)."""
+
+    def __init__(self, mocks: RecordingMocks) -> None:
+        super().__init__(mocks)
+        self.deployment = mocks.deployment
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - the gRPC method's name
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            self.deployment.resources.append(
+                Registered(
+                    typ=request.type,
+                    name=request.name,
+                    urn=response.urn,
+                    inputs=self.resources[response.urn].state if request.custom else {},
+                    raw=json_format.MessageToDict(request.object),
+                    protect=bool(request.protect),
+                    retain_on_delete=bool(request.retainOnDelete),
+                    import_id=request.importId,
+                    ignore_changes=list(request.ignoreChanges),
+                    custom=bool(request.custom),
+                )
+            )
+        return response
+
+
+def run_program(config: dict[str, str]) -> Deployment:
+    """Run `__main__.py` under Pulumi's mocks with `config`, wait for every output, and return what it did.
+
+    Raises:
+        Whatever the program raises (e.g. infra.config.ConfigError).
+    """
+    deployment = Deployment()
+    mocks = RecordingMocks(deployment)
+    pulumi.runtime.set_mocks(
+        mocks, project=PROJECT, stack="prod", preview=False, monitor=RecordingMonitor(mocks)
+    )
+    pulumi.runtime.set_all_config(config)
+    exported: dict[str, Any] = {}
+    real_get_config = pulumi.config.get_config
+
+    def recording_get_config(key: str) -> Any:
+        deployment.config_reads.add(key)
+        return real_get_config(key)
+
+    @pulumi.runtime.test
+    def program() -> pulumi.Output[Any]:
+        with (
+            mock.patch.object(pulumi, "export", exported.__setitem__),
+            mock.patch.object(pulumi.config, "get_config", recording_get_config),
+        ):
+            runpy.run_path(str(MAIN), run_name="__main__")
+        return pulumi.Output.all(**exported).apply(deployment.exports.update)
+
+    program()
+    return deployment
+
+
+@pytest.fixture(scope="module")
+def prod() -> Deployment:
+    """The prod stack as `pulumi up` would register it."""
+    return run_program(cli_config("prod"))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """A moto server on a free loopback port (real HTTP), stopped after the session."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [venv_tool("moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/moto-api/", timeout=1):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"moto_server did not answer on {url}")
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.fixture
+def aws_stand_in(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh, empty account on the moto server, with fake credentials; returns its endpoint URL."""
+    for key in list(os.environ):
+        if key.startswith("AWS_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    request = urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")
+    with urllib.request.urlopen(request, timeout=10):
+        pass
+    return moto_server
