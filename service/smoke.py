@@ -75,9 +75,9 @@ def request(method: str, url: str, payload: Any = None, *, timeout: float) -> Re
     headers = {"Accept": "application/json"}
     if body is not None:
         headers["Content-Type"] = "application/json"
-    req = urllib.request.Request(url, data=body, method=method, headers=headers)
+    # the scheme is checked in parse_args: only http(s) URLs reach here
+    req = urllib.request.Request(url, data=body, method=method, headers=headers)  # noqa: S310
     try:
-        # the scheme is checked in parse_args: only http(s) URLs reach here
         with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
             status, content_type, raw = resp.status, resp.headers.get("Content-Type", ""), resp.read()
     except urllib.error.HTTPError as err:  # an answer with a 4xx/5xx status, not a network error
@@ -160,7 +160,9 @@ def _check_price(prediction: float, price_usd: float, what: str, bounds: tuple[f
         raise SmokeFailure(f"{what}: price_usd {price_usd} is not prediction {prediction} x $100k")
     low, high = bounds
     if not low <= price_usd <= high:
-        raise SmokeFailure(f"{what}: price ${price_usd:,.0f} is outside the plausible ${low:,.0f}-${high:,.0f}")
+        raise SmokeFailure(
+            f"{what}: price ${price_usd:,.0f} is outside the plausible ${low:,.0f}-${high:,.0f}"
+        )
 
 
 class Smoke:
@@ -189,7 +191,9 @@ class Smoke:
         _check_price(prediction, _number(data, "price_usd", "predict"), "predict", KNOWN_RECORD_USD)
         version = _version(data, "predict")
         if self.ready_version is not None and version != self.ready_version:
-            raise SmokeFailure(f"predict: model_version {version!r} differs from /ready's {self.ready_version!r}")
+            raise SmokeFailure(
+                f"predict: model_version {version!r} differs from /ready's {self.ready_version!r}"
+            )
         self.single_prediction = prediction
 
     def predict_batch(self) -> None:
@@ -199,7 +203,9 @@ class Smoke:
         if not (isinstance(predictions, list) and isinstance(prices, list)):
             raise SmokeFailure(f"batch: expected lists 'predictions' and 'prices_usd', got {data!r:.160}")
         if len(predictions) != 2 or len(prices) != 2:
-            raise SmokeFailure(f"batch: sent 2 records, got {len(predictions)} predictions, {len(prices)} prices")
+            raise SmokeFailure(
+                f"batch: sent 2 records, got {len(predictions)} predictions, {len(prices)} prices"
+            )
         for i, (prediction, price) in enumerate(zip(predictions, prices, strict=True)):
             item = {"prediction": prediction, "price_usd": price}
             _check_price(
@@ -223,12 +229,17 @@ class Smoke:
         error = resp.data.get("error") if isinstance(resp.data, dict) else None
         if not isinstance(error, dict) or not {"code", "message", "details"} <= error.keys():
             raise SmokeFailure(
-                f"bad request: expected a JSON body {{'error': {{code, message, details}}}}, got {resp.text[:160]!r}"
+                "bad request: expected a JSON body {'error': {code, message, details}}, "
+                f"got {resp.text[:160]!r}"
             )
         details = error["details"]
-        fields = {d.get("field") for d in details if isinstance(d, dict)} if isinstance(details, list) else set()
+        fields = (
+            {d.get("field") for d in details if isinstance(d, dict)} if isinstance(details, list) else set()
+        )
         if FEATURE_NAMES[0] not in fields:
-            raise SmokeFailure(f"bad request: the error details do not name {FEATURE_NAMES[0]!r}: {details!r:.160}")
+            raise SmokeFailure(
+                f"bad request: the error details do not name {FEATURE_NAMES[0]!r}: {details!r:.160}"
+            )
 
     def checks(self) -> list[tuple[str, Callable[[], None]]]:
         return [
