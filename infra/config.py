@@ -163,6 +163,17 @@ def load(repo: Path) -> Settings:
     Raises:
         ConfigError: A value is outside what the key allows.
     """
+    try:
+        return _load(repo)
+    except pulumi.ConfigTypeError as err:  # e.g. appPort: "eighty"; name the key like every other error
+        key = err.key.split(":", 1)[-1]
+        kind = {"int": "an integer", "JSON object": "a list (YAML sequence)"}.get(
+            err.expect_type, err.expect_type
+        )
+        raise ConfigError(key, err.value, kind) from None
+
+
+def _load(repo: Path) -> Settings:
     cfg = pulumi.Config()
     image_tag = cfg.require("imageTag")
     ami = cfg.require("ami")

@@ -51,6 +51,11 @@ def venv_tool(name: str) -> str:
     return found
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # pulumi_aws warns about its own deprecated classes as its modules load; not this project's code.
+    config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:pulumi_aws.*")
+
+
 def _encode(value: Any) -> str:
     # The CLI hands every config value to the program as a string; objects and arrays as JSON.
     if isinstance(value, bool):
@@ -207,13 +212,17 @@ class RecordingMonitor(MockMonitor):
         return response
 
 
-def run_program(config: dict[str, str]) -> Deployment:
+def run_program(config: dict[str, str], deployment: Deployment | None = None) -> Deployment:
     """Run `__main__.py` under Pulumi's mocks with `config`, wait for every output, and return what it did.
+
+    Args:
+        config: The config as the CLI passes it (see cli_config).
+        deployment: Where to record; pass one to inspect a run that raised.
 
     Raises:
         Whatever the program raises (e.g. infra.config.ConfigError).
     """
-    deployment = Deployment()
+    deployment = Deployment() if deployment is None else deployment
     mocks = RecordingMocks(deployment)
     pulumi.runtime.set_mocks(
         mocks, project=PROJECT, stack="prod", preview=False, monitor=RecordingMonitor(mocks)
@@ -251,11 +260,24 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class MotoServer:
+    """A running moto server and its URL."""
+
+    url: str
+
+    def reset(self) -> None:
+        """Forget every resource: a fresh account."""
+        request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
+        with urllib.request.urlopen(request, timeout=10):
+            pass
+
+
 @pytest.fixture(scope="session")
-def moto_server() -> Iterator[str]:
-    """A moto server on a free loopback port (real HTTP), stopped after the session."""
+def moto_server() -> Iterator[MotoServer]:
+    """moto_server on a free loopback port (real HTTP), up within 30 s, stopped after the session."""
     port = _free_port()
-    url = f"http://127.0.0.1:{port}"
+    server = MotoServer(f"http://127.0.0.1:{port}")
     proc = subprocess.Popen(
         [venv_tool("moto_server"), "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
@@ -265,13 +287,13 @@ def moto_server() -> Iterator[str]:
         deadline = time.monotonic() + 30
         while True:
             try:
-                with urllib.request.urlopen(f"{url}/moto-api/", timeout=1):
-                    break
+                server.reset()
+                break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"moto_server did not answer on {url}")
+                    pytest.fail(f"moto_server did not answer on {server.url}")
                 time.sleep(0.1)
-        yield url
+        yield server
     finally:
         proc.terminate()
         try:
@@ -282,8 +304,8 @@ def moto_server() -> Iterator[str]:
 
 
 @pytest.fixture
-def aws_stand_in(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A fresh, empty account on the moto server, with fake credentials; returns its endpoint URL."""
+def fake_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Credentials for the stand-in, and no real AWS profile, config or region leaking in."""
     for key in list(os.environ):
         if key.startswith("AWS_"):
             monkeypatch.delenv(key)
@@ -291,7 +313,10 @@ def aws_stand_in(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
-    request = urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")
-    with urllib.request.urlopen(request, timeout=10):
-        pass
+
+
+@pytest.fixture
+def aws_stand_in(moto_server: MotoServer, fake_credentials: None) -> MotoServer:
+    """A fresh, empty account on the moto server."""
+    moto_server.reset()
     return moto_server
