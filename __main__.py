@@ -24,7 +24,12 @@ tags = settings.tags
 
 state = StateBucket("cali-state", StateBucketArgs(settings.state_bucket, settings.state_noncurrent_days))
 registry = Registry("cali", RegistryArgs(keep_images=settings.keep_images, tags=tags))
-image = AppImage("cali", AppImageArgs(repository=registry.repository, tag=settings.image_tag))
+image = AppImage(
+    "cali",
+    AppImageArgs(
+        repository=registry.repository, tag=settings.image_tag, rollback_digest=settings.image_digest
+    ),
+)
 logs = AppLogs("cali", AppLogsArgs(retention_days=settings.log_retention_days, tags=tags))
 network = Network("cali", NetworkArgs(az_count=1, tags=tags))
 firewall = AppFirewall(

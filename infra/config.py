@@ -54,6 +54,7 @@ class Settings:
     log_retention_days: int
     keep_images: int
     image_tag: str
+    image_digest: str
     ami: str
     root_volume_gb: int
 
@@ -148,6 +149,8 @@ def git_image_tag(repo: Path) -> str:
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _BUCKET_ALLOWED = "an S3 bucket name (3-63 of a-z 0-9 . -); `python -m infra.bootstrap` prints yours"
 _IMAGE_TAG_ALLOWED = "a Docker tag: letters, digits, _ . -, at most 128"
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_DIGEST_ALLOWED = "empty (build this checkout) or sha256:<64 hex> of an image in the stack's ECR repository"
 _AMI_ALLOWED = "empty (latest Amazon Linux 2023) or an AMI id like ami-0abc12345def67890"
 
 
@@ -177,6 +180,7 @@ def _load(repo: Path) -> Settings:
     cfg = pulumi.Config()
     image_tag = cfg.require("imageTag")
     ami = cfg.require("ami")
+    digest = cfg.require("imageDigest")
     retention = cfg.require_int("logRetentionDays")
     return Settings(
         stack=pulumi.get_stack(),
@@ -193,6 +197,7 @@ def _load(repo: Path) -> Settings:
         image_tag=check_pattern("imageTag", image_tag, _IMAGE_TAG, _IMAGE_TAG_ALLOWED)
         if image_tag
         else git_image_tag(repo),
+        image_digest=check_pattern("imageDigest", digest, _DIGEST, _DIGEST_ALLOWED) if digest else "",
         ami=check_pattern("ami", ami, _AMI, _AMI_ALLOWED) if ami else "",
         root_volume_gb=check_range("rootVolumeGb", cfg.require_int("rootVolumeGb"), 8, 1024),
     )

@@ -18,19 +18,34 @@ class AppImageArgs:
         tag: An immutable tag (git sha or model version); ECR refuses to move it.
         context: Build context, relative to the project directory Pulumi runs in.
         dockerfile: The Dockerfile, relative to the same directory.
+        rollback_digest: ``sha256:...`` of an image already in the repository: deploy that one
+            and build nothing (a rollback). Empty: build and push this checkout.
     """
 
     repository: aws.ecr.Repository
     tag: str
     context: str = "."
     dockerfile: str = "Dockerfile"
+    rollback_digest: str = ""
 
 
 class AppImage(pulumi.ComponentResource):
-    """Builds the image for linux/amd64, pushes it, and exposes its digest reference."""
+    """Builds the image for linux/amd64 and pushes it, or picks an earlier one; exposes repo@digest."""
 
     def __init__(self, name: str, args: AppImageArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("cali:aws:AppImage", name, None, opts)
+        if args.rollback_digest:
+            # A rebuild of an old commit would not be byte-identical, and its tag is immutable, so
+            # a rollback reuses the pushed image. Looking it up makes `pulumi preview` fail when
+            # ECR no longer holds it (older than the last keepImages).
+            existing = aws.ecr.get_image_output(
+                repository_name=args.repository.name, image_digest=args.rollback_digest
+            )
+            self.repo_digest: pulumi.Output[str] = pulumi.Output.concat(
+                args.repository.repository_url, "@", existing.image_digest
+            )
+            self.register_outputs({"repo_digest": self.repo_digest})
+            return
         token = aws.ecr.get_authorization_token_output(registry_id=args.repository.registry_id)
         # The token is a live credential; keep it encrypted in state and masked in logs.
         self.registry_password: pulumi.Output[str] = pulumi.Output.secret(token.password)
@@ -52,6 +67,5 @@ class AppImage(pulumi.ComponentResource):
         )
         # repo@sha256:... names exactly the bytes that were pushed; a tag could in principle be
         # re-pointed (not here: tags are immutable), and :latest says nothing at all.
-        self.repo_digest: pulumi.Output[str] = image.repo_digest
-        self.image_name: pulumi.Output[str] = image.image_name
-        self.register_outputs({"repo_digest": self.repo_digest, "image_name": self.image_name})
+        self.repo_digest = image.repo_digest
+        self.register_outputs({"repo_digest": self.repo_digest})

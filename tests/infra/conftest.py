@@ -179,6 +179,12 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 "proxyEndpoint": f"https://{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com",
                 "expiresAt": "2030-01-01T00:00:00Z",
             }
+        if function == "aws:ecr/getImage:getImage":
+            return {
+                "repositoryName": args.args["repositoryName"],
+                "imageDigest": args.args["imageDigest"],
+                "id": "x",
+            }
         if function == "aws:index/getAvailabilityZones:getAvailabilityZones":
             names = [f"{REGION}{z}" for z in "abc"]
             return {"names": names, "zoneIds": [f"use1-az{i}" for i in range(3)], "id": REGION}

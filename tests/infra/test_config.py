@@ -79,6 +79,7 @@ def test_project_runs_python_from_the_repository_venv() -> None:
         ("rootVolumeGb", 4, "from 8 to 1024"),
         ("imageTag", "has space", "Docker tag"),
         ("ami", "ubuntu-latest", "AMI id"),
+        ("imageDigest", "sha256:abc", "sha256:<64 hex>"),
         ("stateBucket", "Bad_Bucket", "S3 bucket name"),
     ],
 )

@@ -153,6 +153,19 @@ def test_ecr_keeps_the_images_a_rollback_needs(prod: Deployment) -> None:
     assert rule["action"] == {"type": "expire"}
 
 
+def test_rollback_deploys_an_existing_digest_without_building() -> None:
+    earlier = "sha256:" + "cd" * 32
+    deployment = run_program(cli_config(imageDigest=earlier))
+    assert deployment.of_type("docker:index/image:Image") == []
+    assert (
+        "aws:ecr/getImage:getImage",
+        {"repositoryName": "cali-repo", "imageDigest": earlier},
+    ) in deployment.calls
+    repo_url = "123456789012.dkr.ecr.us-east-1.amazonaws.com/cali-repo"
+    assert deployment.exports["image"] == f"{repo_url}@{earlier}"
+    assert f"IMAGE={repo_url}@{earlier} " in deployment.one(INSTANCE).inputs["userData"]
+
+
 def test_image_is_built_for_amd64_and_pushed_with_a_secret_password(prod: Deployment) -> None:
     image = prod.one("docker:index/image:Image")
     assert image.inputs["build"] == {"context": ".", "dockerfile": "Dockerfile", "platform": "linux/amd64"}
