@@ -126,7 +126,8 @@ class AppFirewall(pulumi.ComponentResource):
         super().__init__("cali:aws:AppFirewall", name, None, opts)
         group = aws.ec2.SecurityGroup(
             f"{name}-sg",
-            description=f"{name}: app port {args.port} only",
+            # Fixed text: AWS cannot change a group's description, so a port in it would replace the group.
+            description="cali-housing app server: the app port from the allowed networks only",
             vpc_id=args.vpc_id,
             ingress=ingress_rules(args.port, args.cidrs),
             egress=EGRESS_RULES,

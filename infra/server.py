@@ -91,14 +91,17 @@ class Server(pulumi.ComponentResource):
             # unrelated `up`; rolling it is a deliberate act (see README, "Rolling the AMI").
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=[] if args.ami_pinned else ["ami"]),
         )
-        # The address lives apart from the instance, so a replaced instance keeps it: the association
-        # moves to the new instance and the EIP itself is never replaced.
+        # The address lives apart from the instance, so a replaced instance keeps it: only the
+        # association names the instance, and it is replaced to point at the new one.
         self.eip = aws.ec2.Eip(f"{name}-eip", domain="vpc", tags=tags("eip"), opts=child)
         aws.ec2.EipAssociation(
             f"{name}-eip-assoc",
             allocation_id=self.eip.allocation_id,
             instance_id=self.instance.id,
-            opts=child,
+            # An address has one association at a time: creating the new one first would silently
+            # take the address over, and deleting the old one afterwards would then fail on an
+            # association id that no longer exists. Old one out, new one in: seconds without the IP.
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
         # A failed system status check means the host under the instance is broken; EC2's recover
         # action moves the instance (same id, EIP, volume) to healthy hardware.

@@ -111,6 +111,7 @@ class Registered:
     retain_on_delete: bool
     import_id: str
     ignore_changes: list[str]
+    delete_before_replace: bool
     custom: bool
 
 
@@ -212,6 +213,7 @@ class RecordingMonitor(MockMonitor):
                     retain_on_delete=bool(request.retainOnDelete),
                     import_id=request.importId,
                     ignore_changes=list(request.ignoreChanges),
+                    delete_before_replace=bool(request.deleteBeforeReplace),
                     custom=bool(request.custom),
                 )
             )

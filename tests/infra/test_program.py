@@ -103,7 +103,9 @@ def test_replaced_instance_keeps_its_address(prod: Deployment) -> None:
     eip = prod.one("aws:ec2/eip:Eip")
     assert "instance" not in eip.inputs
     assert eip.inputs["domain"] == "vpc"
-    association = prod.one("aws:ec2/eipAssociation:EipAssociation").inputs
+    association = prod.one("aws:ec2/eipAssociation:EipAssociation")
+    assert association.delete_before_replace
+    association = association.inputs
     assert association["instanceId"] == "cali-instance-id"
     assert association["allocationId"] == "eipalloc-0123456789abcdef0"
     assert prod.exports["public_ip"] == PUBLIC_IP
