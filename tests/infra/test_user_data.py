@@ -28,13 +28,16 @@ STAND_INS = {
         'if [[ " $* " == *" --now "* || " $* " == *" start "* ]]; then touch "$FAKE_STATE/daemon"; fi\n'
     ),
     "aws": 'echo "aws $*" >>"$CALLS"; echo ecr-password\n',
-    "docker": r"""echo "docker $*" >>"$CALLS"
+    # `aws ... | docker login` run side by side: login records its call only once it has read the
+    # password, which aws writes after recording its own, so the log order is deterministic.
+    "docker": r"""if [[ "$1" == login ]]; then read -r password; fi
+echo "docker $*" >>"$CALLS"
 case "$1" in
     info) [[ -e "$FAKE_STATE/daemon" ]] ;;
     inspect)
         [[ -e "$FAKE_STATE/container" ]] || exit 1
         if [[ "$2" == --format ]]; then echo "true $(cat "$FAKE_STATE/container")"; fi ;;
-    login) read -r password; [[ "$password" == ecr-password ]] ;;
+    login) [[ "$password" == ecr-password ]] ;;
     pull) ;;
     rm) rm -f "$FAKE_STATE/container" ;;
     run) for last in "$@"; do :; done; echo "$last" >"$FAKE_STATE/container" ;;
