@@ -15,7 +15,7 @@ export MODEL_DIR HOST PORT
 TRAIN_STAMP := $(VENV)/.train-installed
 DEV_STAMP := $(VENV)/.dev-installed
 
-.PHONY: help venv dev train run test lint bench
+.PHONY: help venv dev train run test lint bench rehearse
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -48,9 +48,13 @@ run: $(TRAIN_STAMP) $(MODEL_DIR)/metadata.json ## train if needed, then serve on
 lint: $(DEV_STAMP) ## ruff, shellcheck, hadolint, actionlint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/actionlint -shellcheck $(BIN)/shellcheck
 
 test: $(DEV_STAMP) lint ## lint, then every test group this machine can run (says loudly what it skipped)
 	$(BIN)/python -m pytest
+
+rehearse: $(DEV_STAMP) ## deploy rehearsal: build, push to a local registry, boot with the real user-data, smoke
+	$(BIN)/python scripts/rehearse.py
 
 bench: $(DEV_STAMP) $(MODEL_DIR)/metadata.json ## serving benchmark against the seed-like baseline
 	$(BIN)/python -m bench.serving

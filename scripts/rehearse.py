@@ -1,0 +1,318 @@
+"""The deploy rehearsal: everything between "image built" and "server answers", except AWS.
+
+    python scripts/rehearse.py        (or `make rehearse`)
+
+1. A plain registry on 127.0.0.1:5000 stands in for ECR: one already answering is used as it is;
+   else `../shared/ci/docker-engine registry` starts one (the CI machine's way); else a
+   `registry:2` container is started (a laptop or a GitHub runner, which can pull it).
+2. The image is built from the repository's Dockerfile, pushed there, and its digest resolved.
+3. The real `infra/user_data.sh` is rendered by the real `infra.user_data.render_user_data` for that
+   registry and digest: no ECR login (this registry needs none) and the json-file log driver
+   instead of awslogs; every other line is what an EC2 server runs at boot.
+4. It runs, as root, on a fresh host: a new container given the engine's socket and the docker CLI.
+   Why a container rather than a network namespace (`ip netns`): the script writes nothing but
+   Docker state, yet it must start from a filesystem that has seen no previous run, and a container
+   gives that for free; a netns would share this machine's filesystem and only isolate the network,
+   while the script's network work (pull, publish) happens in the engine either way. Through the
+   socket the script's `docker info` succeeds, so, as on a host that has Docker, it skips installing.
+5. `python -m service.smoke` runs against the port the script published.
+6. Everything it started is removed, also when a step fails or the run is interrupted: the app
+   container, the host container, the image tag, the staged dataset, and a registry container it
+   started. A registry started by docker-engine is left running: that tool owns it (with the engine)
+   and the next run reuses it; a plain registry cannot delete what was pushed to it either way.
+
+Exit status: 0 when the smoke test passed, 1 when a step failed, 77 when no registry could be had
+(the test turns that into a loud skip, or a failure in CI).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the project's packages come first
+
+from infra.user_data import render_user_data  # noqa: E402
+
+REGISTRY = "127.0.0.1:5000"
+DOCKER_ENGINE = ROOT.parent / "shared" / "ci" / "docker-engine"
+HOST_IMAGE = "python:3.11-slim-bookworm"  # the fresh host: a Debian with bash, nothing else of ours
+REGISTRY_IMAGE = "registry:2"
+NO_REGISTRY = 77
+
+
+class RehearsalError(Exception):
+    """A step failed; the message says which and why."""
+
+
+def log(message: str) -> None:
+    print(f"rehearse: {message}", file=sys.stderr, flush=True)
+
+
+def run(args: Sequence[str], *, timeout: float, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+    """Run a command with a bound on its time; a failure raises with its output attached."""
+    log("$ " + " ".join(args))
+    try:
+        done = subprocess.run(args, timeout=timeout, text=True, check=False, **kwargs)
+    except subprocess.TimeoutExpired as err:
+        raise RehearsalError(f"{args[0]} {args[1] if len(args) > 1 else ''} took over {timeout:g}s") from err
+    if check and done.returncode != 0:
+        tail = (done.stderr or "")[-2000:] if isinstance(done.stderr, str) else ""
+        raise RehearsalError(f"`{' '.join(args[:3])} ...` exited {done.returncode}\n{tail}")
+    return done
+
+
+def registry_answers() -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{REGISTRY}/v2/", timeout=3) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Rehearsal:
+    """One run; `cleanups` undo, newest first, whatever the steps so far started."""
+
+    def __init__(self, run_id: str, smoke_wait: float) -> None:
+        self.run_id = run_id
+        self.smoke_wait = smoke_wait
+        self.repo = f"{REGISTRY}/cali-housing"
+        self.tag = f"{self.repo}:rehearsal-{run_id}"
+        self.app_name = f"cali-rehearsal-app-{run_id}"
+        self.host_name = f"cali-rehearsal-host-{run_id}"
+        self.cleanups: list[tuple[str, Callable[[], None]]] = []
+
+    # -- steps --
+
+    def ensure_registry(self) -> None:
+        if registry_answers():
+            log(f"using the registry already answering on {REGISTRY}")
+            return
+        if DOCKER_ENGINE.exists():
+            done = run([str(DOCKER_ENGINE), "registry"], timeout=900, capture_output=True)
+            self._adopt_engine_env(done.stdout)
+        elif shutil.which("docker"):
+            name = f"cali-rehearsal-registry-{self.run_id}"
+            started = run(
+                [
+                    "docker",
+                    "run",
+                    "--detach",
+                    "--name",
+                    name,
+                    "--publish",
+                    f"{REGISTRY}:5000",
+                    REGISTRY_IMAGE,
+                ],
+                timeout=300,
+                check=False,
+                capture_output=True,
+            )
+            if started.returncode == 0:
+                self.cleanups.append((f"registry container {name}", lambda: self._rm(name)))
+        for _ in range(60):
+            if registry_answers():
+                return
+            time.sleep(0.5)
+        raise SystemExit(self._no_registry())
+
+    def _no_registry(self) -> int:
+        log(
+            f"NO REGISTRY: nothing answers on {REGISTRY}, {DOCKER_ENGINE} is absent and "
+            f"`docker run {REGISTRY_IMAGE}` did not start one. Start any plain registry on {REGISTRY}."
+        )
+        self.teardown()
+        return NO_REGISTRY
+
+    @staticmethod
+    def _adopt_engine_env(exports: str) -> None:
+        # docker-engine prints `export PATH=<dir with a BuildKit-capable client>:$PATH DOCKER_BUILDKIT=1`
+        for line in exports.splitlines():
+            if not line.startswith("export "):
+                continue
+            for pair in line.removeprefix("export ").split():
+                key, _, value = pair.partition("=")
+                os.environ[key] = value.replace("$PATH", os.environ.get("PATH", ""))
+
+    def build_and_push(self) -> str:
+        staged = ROOT / ".build-data"
+        if not staged.exists():
+            source = Path(
+                os.environ.get("SCIKIT_LEARN_DATA", ROOT.parent / "shared" / "data" / "scikit_learn_data")
+            )
+            if source.is_dir():
+                # what `make docker` stages: the build then needs no download (none is possible here)
+                shutil.copytree(source, staged / "scikit_learn_data")
+                self.cleanups.append(("staged dataset", lambda: shutil.rmtree(staged, ignore_errors=True)))
+        os.environ.setdefault("DOCKER_BUILDKIT", "1")
+        run(
+            [
+                "docker",
+                "build",
+                "--tag",
+                self.tag,
+                "--build-arg",
+                f"GIT_REVISION=rehearsal-{self.run_id}",
+                ".",
+            ],
+            timeout=1800,
+            cwd=ROOT,
+        )
+        self.cleanups.append((f"image tag {self.tag}", lambda: self._docker("rmi", self.tag)))
+        run(["docker", "push", self.tag], timeout=600, capture_output=True)
+        digests = run(
+            [
+                "docker",
+                "image",
+                "inspect",
+                "--format",
+                "{{range .RepoDigests}}{{println .}}{{end}}",
+                self.tag,
+            ],
+            timeout=60,
+            capture_output=True,
+        ).stdout.split()
+        image = next((d for d in digests if d.startswith(self.repo + "@sha256:")), None)
+        if image is None:
+            raise RehearsalError(f"no digest in {self.repo} after the push: {digests}")
+        log(f"pushed {image}")
+        return image
+
+    def boot_fresh_host(self, image: str, port: int, workdir: Path) -> None:
+        script = workdir / "user-data.sh"
+        script.write_text(
+            render_user_data(
+                image,
+                host_port=port,
+                ecr_login=False,
+                log_driver="json-file",
+                container_name=self.app_name,
+            )
+        )
+        script.chmod(0o755)
+        # The app container outlives the host container (as it outlives cloud-init): remove it too.
+        self.cleanups.append((f"app container {self.app_name}", lambda: self._rm(self.app_name)))
+        self.cleanups.append((f"host container {self.host_name}", lambda: self._rm(self.host_name)))
+        client = Path(shutil.which("docker") or "/usr/bin/docker").resolve()
+        socket_path = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock").removeprefix("unix://")
+        run(
+            [
+                "docker",
+                "run",
+                "--name",
+                self.host_name,
+                "--label",
+                "cali.rehearsal=host",
+                "--volume",
+                f"{socket_path}:/var/run/docker.sock",
+                "--volume",
+                f"{client}:/usr/local/bin/docker:ro",
+                "--volume",
+                f"{script}:/var/lib/cloud/user-data.sh:ro",
+                "--env",
+                "RETRY_DELAY=2",
+                HOST_IMAGE,
+                "bash",
+                "/var/lib/cloud/user-data.sh",
+            ],
+            timeout=900,
+        )
+
+    def smoke(self, port: int) -> None:
+        done = run(
+            [
+                sys.executable,
+                "-m",
+                "service.smoke",
+                f"http://127.0.0.1:{port}",
+                "--wait",
+                str(self.smoke_wait),
+            ],
+            timeout=self.smoke_wait + 120,
+            check=False,
+            cwd=ROOT,
+        )
+        if done.returncode != 0:
+            logs = run(
+                ["docker", "logs", "--tail", "40", self.app_name],
+                timeout=30,
+                check=False,
+                capture_output=True,
+            )
+            raise RehearsalError(
+                f"the smoke test failed; the app's last log lines:\n{logs.stdout}{logs.stderr}"
+            )
+
+    # -- teardown --
+
+    def _docker(self, *args: str) -> None:
+        subprocess.run(["docker", *args], capture_output=True, timeout=120, check=False)
+
+    def _rm(self, name: str) -> None:
+        self._docker("rm", "--force", "--volumes", name)
+
+    def teardown(self) -> None:
+        while self.cleanups:
+            what, undo = self.cleanups.pop()
+            log(f"removing {what}")
+            try:
+                undo()
+            except (OSError, subprocess.SubprocessError) as err:  # keep going: remove the rest
+                log(f"could not remove {what}: {err}")
+
+    def __call__(self, workdir: Path) -> None:
+        started = time.monotonic()
+        self.ensure_registry()
+        image = self.build_and_push()
+        port = free_port()
+        self.boot_fresh_host(image, port, workdir)
+        self.smoke(port)
+        log(f"PASSED in {time.monotonic() - started:.0f}s: {image} booted by infra/user_data.sh answered")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/rehearse.py", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--smoke-wait", type=float, default=180, help="seconds the smoke test waits for /health"
+    )
+    args = parser.parse_args(argv)
+    rehearsal = Rehearsal(uuid.uuid4().hex[:10], args.smoke_wait)
+
+    def interrupted(signum: int, _frame: object) -> None:
+        raise RehearsalError(f"interrupted by signal {signum}")
+
+    previous = {sig: signal.signal(sig, interrupted) for sig in (signal.SIGTERM, signal.SIGINT)}
+    workdir = Path(tempfile.mkdtemp(prefix=f"cali-rehearsal-{rehearsal.run_id}-"))
+    rehearsal.cleanups.append(("work directory", lambda: shutil.rmtree(workdir, ignore_errors=True)))
+    try:
+        rehearsal(workdir)
+    except RehearsalError as err:
+        log(f"FAILED: {err}")
+        return 1
+    finally:
+        rehearsal.teardown()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
