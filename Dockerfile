@@ -1,0 +1,79 @@
+# The serving image. It trains the model during the build (continuous training: the quality gate
+# failing fails the build) and ships only what serves it. `make docker` builds it; see README "Docker".
+#
+#   deps     a virtual environment with the runtime requirements (what the server imports)
+#   train    deps + the training requirements + the dataset -> /opt/model (the artifact)
+#   runtime  the base image + the deps venv + service/ and model/ + the artifact, as a non-root user
+#
+# Build args: PYTHON_IMAGE (base), MAX_TEST_RMSE (override the quality gate's bound),
+# GIT_REVISION (recorded as a label). No `# syntax=` line: the engine's built-in frontend is used.
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS base
+# The venv's python comes first on PATH; whatever python the base image has is only used to create it.
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_INPUT=1
+
+FROM base AS deps
+# No pip or setuptools inside the venv (23 MB the server never uses): the base image's pip installs
+# into it with --python.
+RUN python -m venv --without-pip /opt/venv
+# Only the requirement files are copied first, so a code change never reinstalls dependencies.
+# requirements/runtime.txt alone decides what the server gets.
+COPY constraints.txt /src/
+COPY requirements/runtime.txt /src/requirements/
+# The libraries' own test suites (about 65 MB, mostly scipy's) are never imported by the server.
+RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
+    pip --python /opt/venv/bin/python install -c /src/constraints.txt -r /src/requirements/runtime.txt \
+    && find /opt/venv -depth -type d -name tests -exec rm -rf {} +
+
+FROM deps AS train
+COPY requirements/train.txt /src/requirements/
+RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
+    pip --python /opt/venv/bin/python install -c /src/constraints.txt -r /src/requirements/train.txt
+# `make docker` stages the host's scikit-learn cache in .build-data/ (ignored by git). The glob lets
+# the build go on without it (a plain `docker build` from a fresh clone); scikit-learn then downloads
+# the dataset into the same folder, as it would on a laptop.
+COPY .build-dat[a] /data/
+ENV SCIKIT_LEARN_DATA=/data/scikit_learn_data
+WORKDIR /src
+COPY model/ /src/model/
+# model.train reads MAX_TEST_RMSE from the environment; unset, its own default bound applies.
+# `--build-arg MAX_TEST_RMSE=...` tightens the gate (the tests set an impossible one to prove it fails the build).
+ARG MAX_TEST_RMSE
+# The artifact is written 0600 (atomic temp files); make it readable by the non-root server, not writable.
+RUN python -m model.train --out /opt/model && chmod -R a+rX,go-w /opt/model
+
+FROM base AS runtime
+# A fixed uid/gid so file ownership and the server's security policy can name it.
+RUN groupadd --system --gid 10001 app \
+    && useradd --system --uid 10001 --gid app --no-create-home --home-dir /nonexistent \
+       --shell /usr/sbin/nologin app
+COPY --from=deps /opt/venv /opt/venv
+WORKDIR /app
+# The server imports only the schema and the artifact loader from model/; training code stays out.
+COPY model/__init__.py model/schema.py model/artifact.py /app/model/
+COPY service/ /app/service/
+COPY --from=train /opt/model /opt/model
+ENV PYTHONPATH=/app \
+    MODEL_DIR=/opt/model \
+    HOST=0.0.0.0 \
+    PORT=8080
+USER 10001:10001
+EXPOSE 8080
+# The image has no curl to rely on (python:slim ships none); the venv's python asks /health instead.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request as r; r.urlopen('http://127.0.0.1:%s/health' % os.environ.get('PORT', '8080'), timeout=4)"]
+# gunicorn is PID 1: SIGTERM (docker stop) makes it stop accepting, drain in-flight requests within
+# the graceful timeout set in service/gunicorn_conf.py (GRACEFUL_TIMEOUT), and exit 0.
+# --no-control-socket: gunicorn's runtime-management socket would go under $HOME, which this user
+# does not have; nothing in a container drives it (docker restarts, the orchestrator scales).
+CMD ["gunicorn", "--no-control-socket", "-c", "python:service.gunicorn_conf", "service:create_app()"]
+ARG GIT_REVISION=unknown
+LABEL org.opencontainers.image.title="cali-housing" \
+      org.opencontainers.image.description="California Housing price model served over HTTP" \
+      org.opencontainers.image.revision="${GIT_REVISION}"
