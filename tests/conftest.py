@@ -14,6 +14,8 @@ from functools import cache
 
 import pytest
 
+from model.artifact import MODEL_FILE
+
 REQUIRE_ALL = os.environ.get("CALI_REQUIRE_ALL_GROUPS") == "1"
 CHROMIUM = "/usr/bin/chromium"
 
@@ -70,3 +72,40 @@ def pytest_terminal_summary(terminalreporter) -> None:
         write(f"!! SKIPPED the {group!r} test group: {reason}", red=True, bold=True)
     write("!! These tests did NOT run. CI installs what they need and fails if they skip.", red=True)
     write("!" * 78, red=True, bold=True)
+
+
+@pytest.fixture(scope="session")
+def trained_model_dir(tmp_path_factory: pytest.TempPathFactory):
+    """A model trained once per test session (no cross-validation, to keep it quick)."""
+    from model.train import train
+
+    out = tmp_path_factory.mktemp("artifact")
+    train(out, max_test_rmse=0.50, with_cv=False)
+    assert (out / MODEL_FILE).is_file()
+    return out
+
+
+@pytest.fixture(scope="session")
+def session_app(trained_model_dir):
+    """One app over the session's model, for tests that only read."""
+    from service import create_app
+    from service.config import Settings
+
+    return create_app({"SETTINGS": Settings(model_dir=trained_model_dir, max_batch=50)})
+
+
+@pytest.fixture
+def app(trained_model_dir):
+    """A fresh app over the session's model, with a small batch limit to test it cheaply."""
+    from service import create_app
+    from service.config import Settings
+
+    return create_app(
+        {"SETTINGS": Settings(model_dir=trained_model_dir, max_batch=50, max_body_bytes=64 * 1024)}
+    )
+
+
+@pytest.fixture
+def client(app):
+    """A Flask test client of the fresh app."""
+    return app.test_client()
