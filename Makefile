@@ -15,7 +15,7 @@ export MODEL_DIR HOST PORT
 TRAIN_STAMP := $(VENV)/.train-installed
 DEV_STAMP := $(VENV)/.dev-installed
 
-.PHONY: help venv dev train run test lint bench rehearse
+.PHONY: help venv dev train run test lint bench rehearse docker docker-run bench-docker
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -48,6 +48,7 @@ run: $(TRAIN_STAMP) $(MODEL_DIR)/metadata.json ## train if needed, then serve on
 lint: $(DEV_STAMP) ## ruff, shellcheck, hadolint, actionlint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/hadolint Dockerfile
 	$(BIN)/actionlint -shellcheck $(BIN)/shellcheck
 
 test: $(DEV_STAMP) lint ## lint, then every test group this machine can run (says loudly what it skipped)
@@ -58,3 +59,28 @@ rehearse: $(DEV_STAMP) ## deploy rehearsal: build, push to a local registry, boo
 
 bench: $(DEV_STAMP) $(MODEL_DIR)/metadata.json ## serving benchmark against the seed-like baseline
 	$(BIN)/python -m bench.serving
+
+# The image trains the model during its build. The host's scikit-learn cache ($SCIKIT_LEARN_DATA, or
+# the CI machine's shared one) is staged in .build-data/ (git-ignored) so the build downloads nothing;
+# without it the build downloads the dataset itself.
+IMAGE ?= cali-housing
+SKLEARN_DATA ?= $(or $(SCIKIT_LEARN_DATA),../shared/data/scikit_learn_data)
+
+docker: ## build the image (trains inside); tags $(IMAGE):<model version> and $(IMAGE):latest
+	rm -rf .build-data && mkdir -p .build-data/scikit_learn_data
+	if compgen -G '$(SKLEARN_DATA)/cal_housing*' >/dev/null; then \
+	  cp '$(SKLEARN_DATA)'/cal_housing* .build-data/scikit_learn_data/; \
+	else echo "no California Housing cache in $(SKLEARN_DATA): the build will download it"; fi
+	nice docker build --build-arg GIT_REVISION="$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+	  --tag $(IMAGE):latest .
+	version="$$(docker run --rm --entrypoint python $(IMAGE):latest -c \
+	  'import json; print(json.load(open("/opt/model/metadata.json"))["model_version"])')"; \
+	docker tag $(IMAGE):latest "$(IMAGE):$$version"; \
+	echo "built $(IMAGE):$$version (also $(IMAGE):latest)"
+
+docker-run: ## run $(IMAGE):latest on http://127.0.0.1:$(PORT) (Ctrl-C stops it)
+	@echo "Serving the image on http://127.0.0.1:$(PORT)  (Ctrl-C stops it); try /ready, /predict, /"
+	exec docker run --rm -p 127.0.0.1:$(PORT):8080 $(IMAGE):latest
+
+bench-docker: $(DEV_STAMP) ## image size, cold and warm build time, time to ready -> bench/results.json
+	$(BIN)/python -m bench.docker_figures
