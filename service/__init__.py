@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
-
-from service.config import Settings
+if TYPE_CHECKING:  # the package stays importable without Flask: `python -m service.smoke` is stdlib only
+    from flask import Flask
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -21,12 +20,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         ArtifactError: The model is missing, corrupt or for another schema (the server must not start).
         ConfigError: A setting is invalid.
     """
+    from flask import Flask
+
     from service import access_log, errors, routes
+    from service.config import Settings
     from service.metrics import Metrics
     from service.openapi import build_openapi
     from service.predictor import Predictor
 
-    settings: Settings = (config or {}).get("SETTINGS") or Settings.from_env()
+    settings = (config or {}).get("SETTINGS") or Settings.from_env()
     app = Flask(__name__)
     app.config.update(
         SETTINGS=settings,

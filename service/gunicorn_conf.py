@@ -19,9 +19,13 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 from model.artifact import ArtifactError, load_artifact  # noqa: E402
 from service.config import ConfigError, Settings  # noqa: E402
 
+# This file is gunicorn's entry point: checking here, before the arbiter starts, lets a bad
+# setting or a missing/corrupt/foreign artifact end the process with exactly one clear line.
 try:
     _settings = Settings.from_env()
-except ConfigError as _exc:
+    # loads and verifies the model (hash, library version, schema), then lets it go
+    load_artifact(_settings.model_dir)
+except (ConfigError, ArtifactError) as _exc:
     sys.exit(f"service: cannot start: {_exc}")
 
 _host = f"[{_settings.host}]" if ":" in _settings.host else _settings.host
@@ -45,12 +49,7 @@ worker_tmp_dir = "/dev/shm" if Path("/dev/shm").is_dir() else None  # noqa: S108
 
 
 def on_starting(server) -> None:
-    """Refuse to start without a usable artifact, and prepare the metrics folder."""
-    try:
-        # loads and verifies the model too (hash, library version), then lets it go
-        load_artifact(_settings.model_dir)
-    except ArtifactError as exc:
-        sys.exit(f"service: cannot start: {exc}")
+    """Prepare the folder where every worker writes its metrics."""
     metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if metrics_dir:
         # samples left by an earlier run would be summed with this one's

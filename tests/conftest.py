@@ -109,3 +109,12 @@ def app(trained_model_dir):
 def client(app):
     """A Flask test client of the fresh app."""
     return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def live_server(trained_model_dir):
+    """The real service under gunicorn (2 workers) on a free loopback port, for the session."""
+    from tests.live import gunicorn
+
+    with gunicorn(trained_model_dir, {"WORKERS": "2"}) as server:
+        yield server

@@ -153,40 +153,10 @@ def silent_listener() -> Iterator[str]:
 # The real service, trained into a temporary directory and served by gunicorn on a free port.
 
 
-@pytest.fixture(scope="module")
-def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The real service under gunicorn on a free loopback port; yields its base URL."""
-    if not (ROOT / "service" / "gunicorn_conf.py").exists():
-        pytest.fail("service/gunicorn_conf.py is missing: the service has not landed")
-    model_dir = tmp_path_factory.mktemp("model")
-    env = {**os.environ, "SCIKIT_LEARN_DATA": str(DATA)}
-    subprocess.run(
-        [sys.executable, "-m", "model.train", "--out", str(model_dir), "--no-cv"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
-    port = free_port()
-    gunicorn = Path(sys.executable).with_name("gunicorn")
-    env |= {"MODEL_DIR": str(model_dir), "HOST": "127.0.0.1", "PORT": str(port)}
-    proc = subprocess.Popen(
-        [str(gunicorn), "-c", "python:service.gunicorn_conf", "service:create_app()"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+@pytest.fixture
+def live_service(live_server) -> str:
+    """The base URL of the session's real service (tests/conftest.py: gunicorn on a free port)."""
+    return live_server.url
 
 
 @pytest.mark.slow
@@ -288,11 +258,6 @@ def test_imports_nothing_but_the_standard_library_and_the_schema() -> None:
     assert not foreign
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="service/__init__.py imports flask at module level, so `-m service.smoke` needs Flask; "
-    "moving that import into create_app() fixes it (then drop this marker)",
-)
 def test_runs_with_the_standard_library_alone() -> None:
     # -S leaves site-packages off sys.path: what a bare runner's Python has
     done = subprocess.run(

@@ -1,0 +1,84 @@
+"""Real servers on loopback ports, for tests (and benchmarks) that speak HTTP."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "python:service.gunicorn_conf", "service:create_app()"]
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(url: str, deadline_s: float, proc: subprocess.Popen | None = None) -> None:
+    """Poll url until it answers 200, the process dies, or the deadline passes.
+
+    Raises:
+        RuntimeError: Naming what happened.
+    """
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before {url} answered")
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as response:
+            if response.status == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer 200 within {deadline_s:.0f}s")
+
+
+@dataclass
+class LiveServer:
+    """A running server: its base URL and process."""
+
+    url: str
+    proc: subprocess.Popen
+    port: int
+
+
+@contextlib.contextmanager
+def gunicorn(
+    model_dir: Path, env: Mapping[str, str] | None = None, ready_s: float = 120
+) -> Iterator[LiveServer]:
+    """The real service under gunicorn on a free loopback port, stopped (SIGTERM) afterwards."""
+    port = free_port()
+    full_env = {
+        **os.environ,
+        "MODEL_DIR": str(model_dir),
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        **(env or {}),
+    }
+    full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    proc = subprocess.Popen(
+        GUNICORN, cwd=ROOT, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(f"{url}/ready", ready_s, proc)
+        yield LiveServer(url=url, proc=proc, port=port)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        if proc.stderr:
+            proc.stderr.close()
