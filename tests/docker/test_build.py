@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.docker.conftest import IMAGE, BuiltImage, docker
+from tests.docker.conftest import BuiltImage
+from tests.docker.helpers import IMAGE, docker
 
 pytestmark = pytest.mark.docker
 

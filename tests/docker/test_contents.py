@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from tests.docker.conftest import BuiltImage, Container, docker
+from tests.docker.conftest import BuiltImage, Container
+from tests.docker.helpers import docker
 
 pytestmark = pytest.mark.docker
 

@@ -16,7 +16,8 @@ import requests
 from model import data
 from model.artifact import Artifact
 from model.schema import FEATURE_NAMES, TARGET_UNIT_USD, example_record
-from tests.docker.conftest import GRACEFUL_TIMEOUT, READY_TIMEOUT, Container, docker
+from tests.docker.conftest import Container
+from tests.docker.helpers import GRACEFUL_TIMEOUT, READY_TIMEOUT, docker
 
 pytestmark = pytest.mark.docker
 
