@@ -12,10 +12,12 @@ import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pulumi
 
 PROJECT = "cali-housing"
+T = TypeVar("T", int, str)
 
 # CloudWatch Logs accepts only these retention periods (PutRetentionPolicy).
 # fmt: off
@@ -28,6 +30,11 @@ LOG_RETENTION_DAYS: tuple[int, ...] = (
 _INSTANCE_TYPE = re.compile(r"^(?P<family>[a-z]+)(?P<gen>[0-9]+)(?P<attrs>[a-z-]*)\.(?P<size>[a-z0-9]+)$")
 _IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _AMI = re.compile(r"^ami-[0-9a-f]{8,17}$")
+# A lower-case DNS name with at least two labels, e.g. api.example.com (no trailing dot).
+_DNS_NAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+
+MODES = ("single", "fleet")
+SCALING_METRICS = ("cpu", "requests")
 
 
 class ConfigError(ValueError):
@@ -38,6 +45,28 @@ class ConfigError(ValueError):
         self.value = value
         self.allowed = allowed
         super().__init__(f"config {PROJECT}:{key} = {value!r} is invalid: {allowed}")
+
+
+@dataclass(frozen=True)
+class FleetSettings:
+    """What `mode: fleet` adds; read and checked in every mode, so a typo never waits for the flip."""
+
+    zones: int
+    min_size: int
+    max_size: int
+    desired_size: int
+    scaling_metric: str
+    cpu_target: int
+    requests_per_second_target: int
+    min_healthy_percent: int
+    domain: str
+    hosted_zone: str
+    session_manager: bool
+
+    @property
+    def https(self) -> bool:
+        """True when a domain (and so its hosted zone) is configured."""
+        return bool(self.domain)
 
 
 @dataclass(frozen=True)
@@ -57,6 +86,13 @@ class Settings:
     image_digest: str
     ami: str
     root_volume_gb: int
+    mode: str
+    fleet: FleetSettings
+
+    @property
+    def zone_count(self) -> int:
+        """Subnets (one per availability zone): one for the single server, `fleetZones` for a fleet."""
+        return self.fleet.zones if self.mode == "fleet" else 1
 
     @property
     def tags(self) -> dict[str, str]:
@@ -98,8 +134,8 @@ def check_instance_type(key: str, value: str) -> str:
     return value
 
 
-def check_choice(key: str, value: int, choices: tuple[int, ...]) -> int:
-    """One of a fixed set of integers."""
+def check_choice(key: str, value: T, choices: tuple[T, ...]) -> T:
+    """One of a fixed set of values."""
     if value not in choices:
         raise ConfigError(key, value, f"one of {', '.join(map(str, choices))}")
     return value
@@ -117,6 +153,37 @@ def check_pattern(key: str, value: str, pattern: re.Pattern[str], allowed: str) 
     if not pattern.match(value):
         raise ConfigError(key, value, allowed)
     return value
+
+
+def check_fleet_sizes(min_size: int, max_size: int, desired: int) -> tuple[int, int, int]:
+    """1 <= min <= desired <= max <= 100; each error names the key a user would change."""
+    check_range("fleetMinSize", min_size, 1, 100)
+    check_range("fleetMaxSize", max_size, 1, 100)
+    if min_size > max_size:
+        raise ConfigError("fleetMinSize", min_size, f"at most fleetMaxSize ({max_size})")
+    if not min_size <= desired <= max_size:
+        raise ConfigError(
+            "fleetDesiredSize", desired, f"from fleetMinSize ({min_size}) to fleetMaxSize ({max_size})"
+        )
+    return min_size, max_size, desired
+
+
+def check_domain(domain: str, zone: str) -> tuple[str, str]:
+    """Both empty (plain HTTP), or a DNS name inside the named public hosted zone."""
+    zone = zone.removesuffix(".")
+    if zone and not _DNS_NAME.match(zone):
+        raise ConfigError("hostedZone", zone, "a Route 53 public hosted zone's name, e.g. example.com")
+    if not domain:
+        if zone:
+            raise ConfigError("domain", domain, f"a name in {zone} (e.g. api.{zone}) since hostedZone is set")
+        return "", ""
+    if not _DNS_NAME.match(domain):
+        raise ConfigError("domain", domain, "a lower-case DNS name such as api.example.com")
+    if not zone:
+        raise ConfigError("hostedZone", zone, f"the Route 53 public hosted zone {domain} belongs to")
+    if domain != zone and not domain.endswith(f".{zone}"):
+        raise ConfigError("domain", domain, f"a name in the hosted zone {zone} (hostedZone)")
+    return domain, zone
 
 
 def git_image_tag(repo: Path) -> str:
@@ -170,7 +237,7 @@ def load(repo: Path) -> Settings:
         return _load(repo)
     except pulumi.ConfigTypeError as err:  # e.g. appPort: "eighty"; name the key like every other error
         key = err.key.split(":", 1)[-1]
-        kind = {"int": "an integer", "JSON object": "a list (YAML sequence)"}.get(
+        kind = {"int": "an integer", "bool": "true or false", "JSON object": "a list (YAML sequence)"}.get(
             err.expect_type, err.expect_type
         )
         raise ConfigError(key, err.value, kind) from None
@@ -182,6 +249,8 @@ def _load(repo: Path) -> Settings:
     ami = cfg.require("ami")
     digest = cfg.require("imageDigest")
     retention = cfg.require_int("logRetentionDays")
+    mode = check_choice("mode", cfg.require("mode"), MODES)
+    fleet = _load_fleet(cfg)
     return Settings(
         stack=pulumi.get_stack(),
         region=pulumi.Config("aws").require("region"),
@@ -200,4 +269,31 @@ def _load(repo: Path) -> Settings:
         image_digest=check_pattern("imageDigest", digest, _DIGEST, _DIGEST_ALLOWED) if digest else "",
         ami=check_pattern("ami", ami, _AMI, _AMI_ALLOWED) if ami else "",
         root_volume_gb=check_range("rootVolumeGb", cfg.require_int("rootVolumeGb"), 8, 1024),
+        mode=mode,
+        fleet=fleet,
+    )
+
+
+def _load_fleet(cfg: pulumi.Config) -> FleetSettings:
+    min_size, max_size, desired = check_fleet_sizes(
+        cfg.require_int("fleetMinSize"), cfg.require_int("fleetMaxSize"), cfg.require_int("fleetDesiredSize")
+    )
+    domain, zone = check_domain(cfg.require("domain"), cfg.require("hostedZone"))
+    return FleetSettings(
+        # A load balancer needs subnets in two zones at least; the subnet plan has room for three.
+        zones=check_range("fleetZones", cfg.require_int("fleetZones"), 2, 3),
+        min_size=min_size,
+        max_size=max_size,
+        desired_size=desired,
+        scaling_metric=check_choice("scalingMetric", cfg.require("scalingMetric"), SCALING_METRICS),
+        cpu_target=check_range("scalingCpuPercent", cfg.require_int("scalingCpuPercent"), 10, 90),
+        requests_per_second_target=check_range(
+            "scalingRequestsPerSecond", cfg.require_int("scalingRequestsPerSecond"), 1, 100_000
+        ),
+        min_healthy_percent=check_range(
+            "refreshMinHealthyPercent", cfg.require_int("refreshMinHealthyPercent"), 0, 100
+        ),
+        domain=domain,
+        hosted_zone=zone,
+        session_manager=cfg.require_bool("fleetSessionManager"),
     )
