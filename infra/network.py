@@ -73,7 +73,11 @@ class Network(pulumi.ComponentResource):
             self.subnets.append(subnet)
         self.vpc_id: pulumi.Output[str] = self.vpc.id
         self.subnet_ids: list[pulumi.Output[str]] = [s.id for s in self.subnets]
-        self.register_outputs({"vpc_id": self.vpc_id, "subnet_ids": self.subnet_ids})
+        # A fleet's S3 gateway endpoint adds its route here: instances without public IPs reach S3.
+        self.route_table_id: pulumi.Output[str] = routes.id
+        self.register_outputs(
+            {"vpc_id": self.vpc_id, "subnet_ids": self.subnet_ids, "route_table_id": self.route_table_id}
+        )
 
 
 @dataclass
@@ -136,3 +140,92 @@ class AppFirewall(pulumi.ComponentResource):
         )
         self.security_group_id: pulumi.Output[str] = group.id
         self.register_outputs({"security_group_id": self.security_group_id})
+
+
+@dataclass
+class FleetFirewallArgs:
+    """Arguments for FleetFirewall.
+
+    Attributes:
+        vpc_id: The VPC both groups belong to.
+        app_port: The port the instances serve the load balancer on.
+        cidrs: The networks allowed to reach the load balancer.
+        https: True when the load balancer listens on 443 too (a domain is configured).
+        tags: Tags for both groups.
+    """
+
+    vpc_id: pulumi.Input[str]
+    app_port: int
+    cidrs: tuple[str, ...]
+    https: bool
+    tags: dict[str, str]
+
+
+def load_balancer_ingress(cidrs: tuple[str, ...], https: bool) -> list[dict[str, object]]:
+    """80 from the allowed networks; 443 too when an HTTPS listener stands behind it."""
+    ports = (80, 443) if https else (80,)
+    return [
+        {
+            "description": f"tcp {port}",
+            "protocol": "tcp",
+            "from_port": port,
+            "to_port": port,
+            "cidr_blocks": list(cidrs),
+        }
+        for port in ports
+    ]
+
+
+class FleetFirewall(pulumi.ComponentResource):
+    """Two security groups: the load balancer's, open to the allowed networks; the instances', open to it."""
+
+    def __init__(
+        self, name: str, args: FleetFirewallArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("cali:aws:FleetFirewall", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        balancer = aws.ec2.SecurityGroup(
+            f"{name}-lb-sg",
+            description="cali-housing load balancer: HTTP(S) from the allowed networks",
+            vpc_id=args.vpc_id,
+            ingress=load_balancer_ingress(args.cidrs, args.https),
+            # To the instances only. By VPC range, not by the instances' group: each group naming the
+            # other inline would be a dependency cycle, and standalone rules would hide from the tests.
+            egress=[
+                {
+                    "description": "app",
+                    "protocol": "tcp",
+                    "from_port": args.app_port,
+                    "to_port": args.app_port,
+                    "cidr_blocks": [VPC_CIDR],
+                }
+            ],
+            tags={**args.tags, "Name": f"{name}-lb-sg"},
+            opts=child,
+        )
+        instances = aws.ec2.SecurityGroup(
+            f"{name}-instance-sg",
+            description="cali-housing fleet instances: the app port from the load balancer only",
+            vpc_id=args.vpc_id,
+            # The only way in is through the load balancer: no CIDR here, so not even the VPC reaches it.
+            ingress=[
+                {
+                    "description": "app from the load balancer",
+                    "protocol": "tcp",
+                    "from_port": args.app_port,
+                    "to_port": args.app_port,
+                    "security_groups": [balancer.id],
+                }
+            ],
+            egress=EGRESS_RULES,
+            tags={**args.tags, "Name": f"{name}-instance-sg"},
+            opts=child,
+        )
+        self.load_balancer_group_id: pulumi.Output[str] = balancer.id
+        self.instance_group_id: pulumi.Output[str] = instances.id
+        self.register_outputs(
+            {
+                "load_balancer_group_id": self.load_balancer_group_id,
+                "instance_group_id": self.instance_group_id,
+            }
+        )

@@ -1,0 +1,156 @@
+"""The fleet's front door: an Application Load Balancer, its target group and listeners, and the domain."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+# TLS 1.3 and 1.2 only, forward secrecy only: AWS's recommended policy for HTTPS listeners.
+TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+# The app answers 200 here only once the model is loaded (GET /health answers before that).
+HEALTH_CHECK_PATH = "/ready"
+
+
+@dataclass
+class HttpsArgs:
+    """The domain to serve HTTPS on.
+
+    Attributes:
+        domain: The DNS name, e.g. api.example.com.
+        zone_id: The Route 53 hosted zone that holds it.
+        certificate_arn: An issued ACM certificate for it.
+    """
+
+    domain: str
+    zone_id: pulumi.Input[str]
+    certificate_arn: pulumi.Input[str]
+
+
+@dataclass
+class LoadBalancerArgs:
+    """Arguments for LoadBalancer.
+
+    Attributes:
+        vpc_id: The VPC of the targets.
+        subnet_ids: Public subnets in at least two availability zones.
+        security_group_id: The load balancer's security group.
+        app_port: The port the instances serve on.
+        https: The domain, certificate and zone; None serves plain HTTP on the load balancer's name.
+        tags: Tags for every taggable resource.
+    """
+
+    vpc_id: pulumi.Input[str]
+    subnet_ids: list[pulumi.Input[str]]
+    security_group_id: pulumi.Input[str]
+    app_port: int
+    https: HttpsArgs | None
+    tags: dict[str, str]
+
+
+def forward(target_group_arn: pulumi.Input[str]) -> list[dict[str, object]]:
+    """A listener's default action: send every request to the fleet."""
+    return [{"type": "forward", "target_group_arn": target_group_arn}]
+
+
+# HTTP only ever answers with a permanent redirect to the same URL over HTTPS.
+REDIRECT_TO_HTTPS = [
+    {
+        "type": "redirect",
+        "redirect": {"protocol": "HTTPS", "port": "443", "status_code": "HTTP_301"},
+    }
+]
+
+
+class LoadBalancer(pulumi.ComponentResource):
+    """Internet-facing ALB, a target group checked on /ready, HTTP (or HTTPS plus redirect), alias record."""
+
+    def __init__(self, name: str, args: LoadBalancerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("cali:aws:LoadBalancer", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+
+        def tags(suffix: str) -> dict[str, str]:
+            return {**args.tags, "Name": f"{name}-{suffix}"}
+
+        self.balancer = aws.lb.LoadBalancer(
+            f"{name}-alb",
+            load_balancer_type="application",
+            internal=False,
+            subnets=args.subnet_ids,
+            security_groups=[args.security_group_id],
+            # Malformed headers are dropped at the edge instead of reaching gunicorn.
+            drop_invalid_header_fields=True,
+            tags=tags("alb"),
+            opts=child,
+        )
+        self.target_group = aws.lb.TargetGroup(
+            f"{name}-tg",
+            port=args.app_port,
+            protocol="HTTP",
+            target_type="instance",
+            vpc_id=args.vpc_id,
+            # Requests take milliseconds; AWS's default 300 s drain would slow every instance refresh.
+            deregistration_delay=30,
+            health_check={
+                "path": HEALTH_CHECK_PATH,
+                "port": "traffic-port",
+                "protocol": "HTTP",
+                "matcher": "200",
+                "interval": 10,
+                "timeout": 5,
+                "healthy_threshold": 2,
+                "unhealthy_threshold": 3,
+            },
+            tags=tags("tg"),
+            opts=child,
+        )
+        https = args.https
+        aws.lb.Listener(
+            f"{name}-http",
+            load_balancer_arn=self.balancer.arn,
+            port=80,
+            protocol="HTTP",
+            default_actions=REDIRECT_TO_HTTPS if https else forward(self.target_group.arn),
+            tags=tags("http"),
+            opts=child,
+        )
+        if https is None:
+            self.url: pulumi.Output[str] = pulumi.Output.concat("http://", self.balancer.dns_name)
+        else:
+            aws.lb.Listener(
+                f"{name}-https",
+                load_balancer_arn=self.balancer.arn,
+                port=443,
+                protocol="HTTPS",
+                ssl_policy=TLS_POLICY,
+                certificate_arn=https.certificate_arn,
+                default_actions=forward(self.target_group.arn),
+                tags=tags("https"),
+                opts=child,
+            )
+            aws.route53.Record(
+                f"{name}-alias",
+                zone_id=https.zone_id,
+                name=https.domain,
+                type="A",
+                # An alias, not a CNAME: free to query, allowed at a zone apex, follows the ALB's addresses.
+                aliases=[
+                    {
+                        "name": self.balancer.dns_name,
+                        "zone_id": self.balancer.zone_id,
+                        "evaluate_target_health": True,
+                    }
+                ],
+                opts=child,
+            )
+            self.url = pulumi.Output.from_input(f"https://{https.domain}")
+        self.dns_name: pulumi.Output[str] = self.balancer.dns_name
+        self.target_group_arn: pulumi.Output[str] = self.target_group.arn
+        # What CloudWatch's ALBRequestCountPerTarget metric is labelled with: "app/.../targetgroup/...".
+        self.request_count_label: pulumi.Output[str] = pulumi.Output.concat(
+            self.balancer.arn_suffix, "/", self.target_group.arn_suffix
+        )
+        self.register_outputs(
+            {"url": self.url, "dns_name": self.dns_name, "target_group_arn": self.target_group_arn}
+        )

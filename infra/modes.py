@@ -1,0 +1,130 @@
+"""The two ways to run the service, composed from the components: `mode: single` and `mode: fleet`.
+
+Plain functions, not components: wrapping the single server's resources in a new parent would change
+their URNs, and Pulumi would replace a running stack's server for nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+
+from infra.certificate import TlsCertificate, TlsCertificateArgs
+from infra.config import Settings
+from infra.endpoints import ServiceEndpoints, ServiceEndpointsArgs
+from infra.fleet import Fleet, FleetArgs, ScalingArgs
+from infra.load_balancer import HttpsArgs, LoadBalancer, LoadBalancerArgs
+from infra.network import AppFirewall, AppFirewallArgs, FleetFirewall, FleetFirewallArgs, Network
+from infra.server import Server, ServerArgs
+
+
+@dataclass
+class Foundation:
+    """What both modes run on.
+
+    Attributes:
+        network: The VPC and its public subnets (one per zone the mode needs).
+        ami: The AMI to launch.
+        user_data: The rendered boot script (it names the image digest).
+        instance_profile_name: The instance profile carrying the server role.
+    """
+
+    network: Network
+    ami: pulumi.Input[str]
+    user_data: pulumi.Input[str]
+    instance_profile_name: pulumi.Input[str]
+
+
+def single(settings: Settings, base: Foundation) -> dict[str, pulumi.Output[str]]:
+    """One server behind an Elastic IP, open on the app port. Returns its exports (`url`, `public_ip`)."""
+    tags = settings.tags
+    firewall = AppFirewall(
+        "cali",
+        AppFirewallArgs(
+            vpc_id=base.network.vpc_id, port=settings.app_port, cidrs=settings.allowed_cidrs, tags=tags
+        ),
+    )
+    server = Server(
+        "cali",
+        ServerArgs(
+            ami=base.ami,
+            ami_pinned=bool(settings.ami),
+            instance_type=settings.instance_type,
+            subnet_id=base.network.subnet_ids[0],
+            security_group_id=firewall.security_group_id,
+            instance_profile_name=base.instance_profile_name,
+            user_data=base.user_data,
+            root_volume_gb=settings.root_volume_gb,
+            region=settings.region,
+            tags=tags,
+        ),
+    )
+    port_suffix = "" if settings.app_port == 80 else f":{settings.app_port}"
+    url = pulumi.Output.concat("http://", server.public_ip, port_suffix)
+    return {"public_ip": server.public_ip, "url": url}
+
+
+def fleet(settings: Settings, base: Foundation) -> dict[str, pulumi.Output[str]]:
+    """Auto Scaling group behind an ALB, HTTPS when a domain is set. Returns `url` and `autoscaling_group`."""
+    tags, spec, network = settings.tags, settings.fleet, base.network
+    firewall = FleetFirewall(
+        "cali",
+        FleetFirewallArgs(
+            vpc_id=network.vpc_id,
+            app_port=settings.app_port,
+            cidrs=settings.allowed_cidrs,
+            https=spec.https,
+            tags=tags,
+        ),
+    )
+    endpoints = ServiceEndpoints(
+        "cali",
+        ServiceEndpointsArgs(
+            vpc_id=network.vpc_id,
+            subnet_ids=network.subnet_ids,
+            route_table_id=network.route_table_id,
+            client_group_id=firewall.instance_group_id,
+            region=settings.region,
+            session_manager=spec.session_manager,
+            tags=tags,
+        ),
+    )
+    https = None
+    if spec.https:
+        certificate = TlsCertificate("cali", TlsCertificateArgs(spec.domain, spec.hosted_zone, tags))
+        https = HttpsArgs(spec.domain, certificate.zone_id, certificate.certificate_arn)
+    balancer = LoadBalancer(
+        "cali",
+        LoadBalancerArgs(
+            vpc_id=network.vpc_id,
+            subnet_ids=network.subnet_ids,
+            security_group_id=firewall.load_balancer_group_id,
+            app_port=settings.app_port,
+            https=https,
+            tags=tags,
+        ),
+    )
+    target = spec.cpu_target if spec.scaling_metric == "cpu" else spec.requests_per_second_target
+    group = Fleet(
+        "cali",
+        FleetArgs(
+            ami=base.ami,
+            ami_pinned=bool(settings.ami),
+            instance_type=settings.instance_type,
+            subnet_ids=network.subnet_ids,
+            security_group_id=firewall.instance_group_id,
+            instance_profile_name=base.instance_profile_name,
+            user_data=base.user_data,
+            root_volume_gb=settings.root_volume_gb,
+            min_size=spec.min_size,
+            max_size=spec.max_size,
+            desired_size=spec.desired_size,
+            target_group_arn=balancer.target_group_arn,
+            min_healthy_percent=spec.min_healthy_percent,
+            scaling=ScalingArgs(spec.scaling_metric, target, balancer.request_count_label),
+            tags=tags,
+            boot_dependencies=[endpoints],
+        ),
+    )
+    return {"url": balancer.url, "autoscaling_group": group.group_name}
