@@ -7,6 +7,7 @@ plugins, AWS or the network.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import runpy
@@ -38,6 +39,9 @@ DIGEST = "sha256:" + "ab" * 32
 PUBLIC_IP = "203.0.113.10"
 STATE_BUCKET = f"cali-housing-state-{ACCOUNT}-{REGION}"
 IMAGE_TAG = "0123456789ab"
+ALB_DNS = "cali-alb-1234567890.us-east-1.elb.amazonaws.com"
+ALB_ZONE_ID = "Z35SXDOTRQ7X7K"  # the zone AWS serves us-east-1 load balancers' names from
+HOSTED_ZONE_ID = "Z0123456789EXAMPLE"
 # The marker Pulumi's wire format puts on a secret value.
 SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"  # noqa: S105 - a marker, not a password
 
@@ -113,6 +117,7 @@ class Registered:
     ignore_changes: list[str]
     delete_before_replace: bool
     custom: bool
+    dependencies: list[str] = field(default_factory=list)  # URNs named by depends_on or by inputs
 
 
 @dataclass
@@ -163,6 +168,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
             outputs |= {"name": name, "arn": f"arn:aws:iam::{ACCOUNT}:{typ.split(':')[-1].lower()}/{name}"}
         elif typ == "aws:s3/bucket:Bucket":
             outputs |= {"arn": f"arn:aws:s3:::{args.inputs['bucket']}"}
+        elif typ in FLEET_TYPES:
+            outputs |= _fleet_outputs(typ, name, args.inputs)
+            outputs.setdefault("arn", arn)
         else:
             outputs.setdefault("arn", arn)
         return (args.resource_id or f"{name}-id", outputs)
@@ -186,10 +194,49 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 "imageDigest": args.args["imageDigest"],
                 "id": "x",
             }
+        if function == "aws:route53/getZone:getZone":
+            return {"name": args.args["name"], "zoneId": HOSTED_ZONE_ID, "id": HOSTED_ZONE_ID}
         if function == "aws:index/getAvailabilityZones:getAvailabilityZones":
             names = [f"{REGION}{z}" for z in "abc"]
             return {"names": names, "zoneIds": [f"use1-az{i}" for i in range(3)], "id": REGION}
         raise AssertionError(f"the program invoked {function}, which these tests do not mock")
+
+
+FLEET_TYPES = (
+    "aws:lb/loadBalancer:LoadBalancer",
+    "aws:lb/targetGroup:TargetGroup",
+    "aws:acm/certificate:Certificate",
+    "aws:route53/record:Record",
+    "aws:ec2/launchTemplate:LaunchTemplate",
+    "aws:autoscaling/group:Group",
+)
+
+
+def _fleet_outputs(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    """What AWS computes for the fleet's resources (names, ARN suffixes, validation records)."""
+    if typ == "aws:lb/loadBalancer:LoadBalancer":
+        return {"dnsName": ALB_DNS, "zoneId": ALB_ZONE_ID, "arnSuffix": f"app/{name}/50dc6c495c0c9188"}
+    if typ == "aws:lb/targetGroup:TargetGroup":
+        return {"arnSuffix": f"targetgroup/{name}/73e2d6bc24d8a067"}
+    if typ == "aws:acm/certificate:Certificate":
+        record = f"_3f9c.{inputs['domainName']}."
+        return {
+            "domainValidationOptions": [
+                {
+                    "domainName": inputs["domainName"],
+                    "resourceRecordName": record,
+                    "resourceRecordType": "CNAME",
+                    "resourceRecordValue": "_7d1e.acm-validations.aws.",
+                }
+            ]
+        }
+    if typ == "aws:route53/record:Record":
+        return {"fqdn": inputs["name"].rstrip(".")}
+    if typ == "aws:ec2/launchTemplate:LaunchTemplate":
+        # A new version whenever the template's content changes, as EC2 numbers them.
+        digest = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
+        return {"latestVersion": int(digest[:6], 16)}
+    return {"name": name}  # the Auto Scaling group, named by Pulumi
 
 
 class RecordingMonitor(MockMonitor):
@@ -215,6 +262,7 @@ class RecordingMonitor(MockMonitor):
                     ignore_changes=list(request.ignoreChanges),
                     delete_before_replace=bool(request.deleteBeforeReplace),
                     custom=bool(request.custom),
+                    dependencies=list(request.dependencies),
                 )
             )
         return response
@@ -260,6 +308,22 @@ def run_program(config: dict[str, str], deployment: Deployment | None = None) ->
 def prod() -> Deployment:
     """The prod stack as `pulumi up` would register it."""
     return run_program(cli_config("prod"))
+
+
+DOMAIN = "api.example.com"
+HOSTED_ZONE = "example.com"
+
+
+@pytest.fixture(scope="module")
+def fleet() -> Deployment:
+    """The prod stack after `pulumi config set mode fleet`, the one change a user makes."""
+    return run_program(cli_config("prod", mode="fleet"))
+
+
+@pytest.fixture(scope="module")
+def fleet_https() -> Deployment:
+    """The fleet with a domain in a Route 53 hosted zone."""
+    return run_program(cli_config("prod", mode="fleet", domain=DOMAIN, hostedZone=HOSTED_ZONE))
 
 
 def _free_port() -> int:
