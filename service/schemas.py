@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from model.schema import FEATURE_NAMES, FEATURES
+from model.schema import FEATURE_NAMES, FEATURES, Feature
 from service.errors import InvalidInput, Problem
 
 MAX_DETAILS = 100  # a garbage batch of 10,000 records must not produce a 10,000-line answer
@@ -54,28 +54,37 @@ def _is_number(value: Any) -> bool:
     return type(value) is float or type(value) is int
 
 
-def _record_problems(record: Any, prefix: str) -> list[Problem]:
-    """Everything wrong with one record's keys and types (not its domain)."""
+def _range_reason(feature: Feature) -> str:
+    return f"must be between {feature.minimum:g} and {feature.maximum:g} ({feature.unit})"
+
+
+def _record_problems(record: Any, prefix: str) -> tuple[list[Problem], list[Problem]]:
+    """Everything wrong with one record: (key and type problems, out-of-range values)."""
     if not isinstance(record, dict):
-        return [Problem(prefix.rstrip(".") or "body", "must be a JSON object with the model's features")]
+        field = prefix.rstrip(".") or "body"
+        return [Problem(field, "must be a JSON object with the model's features")], []
     problems = [Problem(f"{prefix}{name}", "is required") for name in FEATURE_NAMES if name not in record]
     problems += [
         Problem(f"{prefix}{key}", "is not a feature of this model") for key in record if key not in _NAMES_SET
     ]
-    for name in FEATURE_NAMES:
-        if name not in record:
+    out_of_range = []
+    for feature in FEATURES:
+        if feature.name not in record:
             continue
-        value = record[name]
+        value = record[feature.name]
+        field = f"{prefix}{feature.name}"
         if not _is_number(value):
-            problems.append(Problem(f"{prefix}{name}", f"must be a JSON number, got {_json_type(value)}"))
+            problems.append(Problem(field, f"must be a JSON number, got {_json_type(value)}"))
             continue
         try:
-            finite = math.isfinite(float(value))
+            number = float(value)
         except OverflowError:  # an integer literal too large for a float
-            finite = False
-        if not finite:
-            problems.append(Problem(f"{prefix}{name}", "must be a finite number"))
-    return problems
+            number = math.inf
+        if not math.isfinite(number):
+            problems.append(Problem(field, "must be a finite number"))
+        elif not feature.admits(number):
+            out_of_range.append(Problem(field, _range_reason(feature)))
+    return problems, out_of_range
 
 
 def _json_type(value: Any) -> str:
@@ -94,16 +103,10 @@ def _json_type(value: Any) -> str:
 
 def _domain_problems(X: np.ndarray, prefixes: list[str]) -> list[Problem]:
     bad_rows, bad_cols = np.nonzero((X < _LOW) | (X > _HIGH))
-    problems = []
-    for row, col in zip(bad_rows[:MAX_DETAILS], bad_cols[:MAX_DETAILS], strict=True):
-        feature = FEATURES[col]
-        problems.append(
-            Problem(
-                f"{prefixes[row]}{feature.name}",
-                f"must be between {feature.minimum:g} and {feature.maximum:g} ({feature.unit})",
-            )
-        )
-    return problems
+    return [
+        Problem(f"{prefixes[row]}{FEATURES[col].name}", _range_reason(FEATURES[col]))
+        for row, col in zip(bad_rows[: MAX_DETAILS + 1], bad_cols[: MAX_DETAILS + 1], strict=True)
+    ]
 
 
 def _fail(status: int, message: str, problems: list[Problem]) -> InvalidInput:
@@ -123,8 +126,9 @@ def rows_from_records(records: list[Any], prefixes: list[str]) -> np.ndarray:
     """
     rows: list[list[Any]] = []
     problems: list[Problem] = []
+    out_of_range: list[Problem] = []
     for record, prefix in zip(records, prefixes, strict=True):
-        # Fast lane: the shape nearly every real request has.
+        # Fast lane: the shape nearly every real request has; ranges are checked below, vectorized.
         if type(record) is dict and len(record) == _N:
             try:
                 row = [record[name] for name in FEATURE_NAMES]
@@ -133,20 +137,29 @@ def rows_from_records(records: list[Any], prefixes: list[str]) -> np.ndarray:
             if row is not None and all(_is_number(v) for v in row):
                 rows.append(row)
                 continue
-        problems += _record_problems(record, prefix)
-        rows.append([0.0] * _N)
+        found, outside = _record_problems(record, prefix)
+        problems += found
+        out_of_range += outside
+        rows.append([FEATURES[i].example for i in range(_N)])
+    X = None
     if not problems:
         try:
             X = np.array(rows, dtype=np.float64)
         except OverflowError:
             X = None
         if X is None or not np.isfinite(X).all():
-            problems = [p for r, pre in zip(records, prefixes, strict=True) for p in _record_problems(r, pre)]
+            # a huge integer or a non-finite value slipped through the fast lane: find it exactly
+            problems, out_of_range = [], []
+            for record, prefix in zip(records, prefixes, strict=True):
+                found, outside = _record_problems(record, prefix)
+                problems += found
+                out_of_range += outside
     if problems:
-        raise _fail(400, "the request has invalid fields", problems)
-    domain = _domain_problems(X, prefixes)
-    if domain:
-        raise _fail(422, "some values are outside the valid range", domain)
+        # a 400 lists the out-of-range values too, so a client fixes everything in one go
+        raise _fail(400, "the request has invalid fields", problems + out_of_range)
+    out_of_range = _domain_problems(X, prefixes)
+    if out_of_range:
+        raise _fail(422, "some values are outside the valid range", out_of_range)
     return X
 
 

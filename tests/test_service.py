@@ -126,6 +126,21 @@ def test_every_bad_field_is_listed_not_only_the_first(client):
     assert set(fields(response)) == {"MedInc", "HouseAge", "Latitude", "Bogus"}
 
 
+def test_a_400_also_lists_the_out_of_range_values(client):
+    response = post(client, record(MedInc="x", Population=-1))
+    assert_error_shape(response, 400)
+    assert set(fields(response)) == {"MedInc", "Population"}
+
+
+def test_a_huge_batch_of_garbage_gets_a_bounded_list_of_details(app):
+    app.config["MAX_BATCH"] = 10_000
+    response = post(app.test_client(), {"instances": [{"MedInc": "x"}] * 2000})
+    assert_error_shape(response, 400)
+    details = response.get_json()["error"]["details"]
+    assert len(details) == 101
+    assert details[-1]["reason"].endswith("more problems not listed")
+
+
 def test_all_out_of_range_fields_are_listed_with_the_allowed_range(client):
     response = post(client, record(Population=-1, Latitude=60.0))
     assert_error_shape(response, 422)

@@ -1,0 +1,72 @@
+"""The playground in a real headless Chromium (Debian's), driven by Playwright."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import CHROMIUM
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+# No first-run, sync or background networking: this machine's network is closed, and without
+# these flags Chromium keeps trying to reach its own services.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless=new",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def page(live_server):
+    """A fresh page of the playground, in Debian's Chromium."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(15_000)
+            yield page
+        finally:
+            browser.close()
+
+
+def test_predict_shows_a_price_and_changes_with_a_field(page, live_server):
+    page.goto(f"{live_server.url}/")
+    assert page.locator("#f-MedInc").input_value() == "8.3252"
+    page.click("#predict")
+    page.wait_for_selector("#result:not([hidden])")
+    first = page.text_content("#price")
+    assert first.startswith("$")
+    assert len(page.text_content("#model-version")) == 12
+
+    page.fill("#f-MedInc", "1.5")
+    page.click("#predict")
+    page.wait_for_function("prev => document.querySelector('#price').textContent !== prev", arg=first)
+    cheaper = page.text_content("#price")
+
+    def dollars(text: str) -> int:
+        return int(text.replace("$", "").replace(",", ""))
+
+    assert dollars(cheaper) < dollars(first)
+
+
+def test_a_bad_value_shows_the_servers_reason_next_to_its_field(page, live_server):
+    page.goto(f"{live_server.url}/")
+    page.fill("#f-Population", "-5")
+    page.fill("#f-HouseAge", "old")
+    page.click("#predict")
+    page.wait_for_selector('.field[data-field="HouseAge"].invalid')
+    assert "must be a JSON number" in page.text_content("#e-HouseAge")
+    assert "between 0 and 100000" in page.text_content("#e-Population")
+    assert page.locator("#result").is_hidden()
+    # fix one; only the other is still shown
+    page.fill("#f-HouseAge", "41")
+    page.click("#predict")
+    page.wait_for_function("() => document.querySelector('#e-HouseAge').textContent === ''")
+    assert "between 0 and 100000" in page.text_content("#e-Population")
