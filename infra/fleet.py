@@ -86,7 +86,6 @@ def refresh_preferences(min_healthy_percent: int) -> dict[str, object]:
     return {
         "min_healthy_percentage": min_healthy_percent,
         "max_healthy_percentage": min(200, min_healthy_percent + 100),
-        "instance_warmup": str(BOOT_SECONDS),
         # Instances already on the new launch template version are left alone.
         "skip_matching": True,
         # A refresh whose instances never pass the health check is undone, back to the last version.
@@ -186,6 +185,7 @@ class Fleet(pulumi.ComponentResource):
             # ELB: an instance whose /ready never answers is replaced, not just one whose VM is down.
             health_check_type="ELB",
             health_check_grace_period=HEALTH_CHECK_GRACE_SECONDS,
+            # Also the refresh's warm-up: AWS advises setting it here rather than per refresh.
             default_instance_warmup=BOOT_SECONDS,
             instance_refresh={
                 "strategy": "Rolling",
