@@ -128,12 +128,16 @@ def test_port_variable_moves_the_listener(start_container: Callable[..., Contain
     assert requests.get(f"{container.url}/health", timeout=5).status_code == 200
 
 
-def test_server_refuses_to_start_without_an_artifact(start_container: Callable[..., Container]) -> None:
+def test_server_refuses_to_start_without_an_artifact_in_one_line(
+    start_container: Callable[..., Container],
+) -> None:
     container = start_container(env={"MODEL_DIR": "/nonexistent"})
     docker("wait", container.id, timeout=READY_TIMEOUT)
     state = container.inspect()["State"]
     assert state["ExitCode"] != 0
-    assert "cannot start" in container.logs()
+    lines = container.logs().strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "cannot start" in lines[0]
 
 
 def test_docker_stop_drains_an_in_flight_request_and_exits_cleanly(
