@@ -11,6 +11,14 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 export MODEL_DIR HOST PORT
 
+# Offline machines: use the scikit-learn cache beside the checkout when there is one (as in CI);
+# elsewhere scikit-learn downloads the dataset itself the first time.
+ifeq ($(origin SCIKIT_LEARN_DATA),undefined)
+ifneq ($(wildcard ../shared/data/scikit_learn_data/cal_housing*),)
+export SCIKIT_LEARN_DATA := $(abspath ../shared/data/scikit_learn_data)
+endif
+endif
+
 # Two install levels: serving+training (what `make run` needs) and everything (tests, linters, Pulumi).
 TRAIN_STAMP := $(VENV)/.train-installed
 DEV_STAMP := $(VENV)/.dev-installed

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -49,6 +50,7 @@ class LiveServer:
     url: str
     proc: subprocess.Popen
     port: int
+    log: Path
 
 
 @contextlib.contextmanager
@@ -65,13 +67,17 @@ def gunicorn(
         **(env or {}),
     }
     full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    proc = subprocess.Popen(
-        GUNICORN, cwd=ROOT, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
+    # The server's log goes to a file: a pipe nobody reads fills up and blocks the server.
+    log = Path(tempfile.mkstemp(prefix="cali-gunicorn-", suffix=".log")[1])
+    with log.open("w") as sink:
+        proc = subprocess.Popen(GUNICORN, cwd=ROOT, env=full_env, stdout=sink, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(f"{url}/ready", ready_s, proc)
-        yield LiveServer(url=url, proc=proc, port=port)
+        try:
+            wait_for(f"{url}/ready", ready_s, proc)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}; its log:\n{log.read_text()[-3000:]}") from None
+        yield LiveServer(url=url, proc=proc, port=port, log=log)
     finally:
         if proc.poll() is None:
             proc.terminate()
@@ -80,5 +86,4 @@ def gunicorn(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
-        if proc.stderr:
-            proc.stderr.close()
+        log.unlink(missing_ok=True)
