@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import json
 import os
 import platform
@@ -26,35 +25,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.results import RESULTS, update_results
 from tests.docker.helpers import BASE_IMAGE, BUILD_TIMEOUT, clean_checkout, docker, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results.json"
-LOCK = ROOT / "bench" / ".work" / "results.json.lock"  # git-ignored
 TAG = "cali-housing:bench"
 TARGET_MB_OVER_BASE = 250
 # titles of the Dockerfile's slow steps, as BuildKit's plain log prints them
 INSTALL_STEP = "pip --python /opt/venv/bin/python install"
 TRAIN_STEP = "python -m model.train"
-
-
-def update_results(key: str, value: Any, path: Path = RESULTS, lock_path: Path = LOCK) -> None:
-    """Set one top-level key of the shared results file, keeping every other key.
-
-    A lock file serialises writers (other benchmarks may write their keys at the same time) and the
-    new file replaces the old one atomically, so a reader never sees half a file.
-    """
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        results = json.loads(path.read_text()) if path.exists() else {}
-        results[key] = value
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        with os.fdopen(fd, "w") as handle:
-            json.dump(results, handle, indent=2)
-            handle.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
 
 
 def timed_build(context: Path, *extra: str) -> tuple[float, str]:
