@@ -15,6 +15,9 @@ CONTAINER_NAME=@@CONTAINER_NAME@@
 LOG_DRIVER=@@LOG_DRIVER@@
 LOG_OPTS=(@@LOG_OPTS@@)            # key=value pairs for --log-opt
 RETRY_DELAY="${RETRY_DELAY:-5}"    # seconds between attempts; the network may lag the boot
+# Seconds Docker waits after SIGTERM before SIGKILL (stop, reboot, replacement): longer than the
+# service's 20 s graceful timeout, so draining requests are never cut off (Docker's default is 10).
+STOP_TIMEOUT=30
 
 log() { echo "user-data: $*" >&2; }
 
@@ -65,7 +68,9 @@ main() {
     retry docker pull "${IMAGE}"
     if docker inspect "${CONTAINER_NAME}" >/dev/null 2>&1; then
         log "replacing the old ${CONTAINER_NAME}"
-        docker rm --force "${CONTAINER_NAME}"
+        # stop first: SIGTERM lets gunicorn finish in-flight requests before the container goes
+        docker stop --time "${STOP_TIMEOUT}" "${CONTAINER_NAME}"
+        docker rm "${CONTAINER_NAME}"
     fi
     local log_args=(--log-driver "${LOG_DRIVER}")
     local opt
@@ -74,7 +79,7 @@ main() {
     done
     # unless-stopped: Docker restarts it after a crash or a reboot, but not after a deliberate stop.
     docker run --detach --name "${CONTAINER_NAME}" --restart unless-stopped \
-        --publish "${HOST_PORT}:${CONTAINER_PORT}" --env "PORT=${CONTAINER_PORT}" \
+        --stop-timeout "${STOP_TIMEOUT}" --publish "${HOST_PORT}:${CONTAINER_PORT}" --env "PORT=${CONTAINER_PORT}" \
         "${log_args[@]}" "${IMAGE}"
     log "started ${CONTAINER_NAME} from ${IMAGE} on port ${HOST_PORT}"
 }

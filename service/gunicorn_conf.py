@@ -38,6 +38,9 @@ threads = _settings.threads
 graceful_timeout = _settings.graceful_timeout
 timeout = 30
 keepalive = 5
+# gunicorn 27's runtime control socket is not needed and would live in $HOME, which the image's
+# non-root user does not have
+control_socket_disable = True
 accesslog = None  # the app writes one JSON access line per request itself
 errorlog = "-"
 loglevel = _settings.log_level.lower()

@@ -39,6 +39,7 @@ case "$1" in
         if [[ "$2" == --format ]]; then echo "true $(cat "$FAKE_STATE/container")"; fi ;;
     login) [[ "$password" == ecr-password ]] ;;
     pull) ;;
+    stop) ;;
     rm) rm -f "$FAKE_STATE/container" ;;
     run) for last in "$@"; do :; done; echo "$last" >"$FAKE_STATE/container" ;;
     *) echo "unexpected docker $1" >&2; exit 2 ;;
@@ -46,7 +47,16 @@ esac
 """,
 }
 # Calls that change the host; `docker info` and `docker inspect` only look.
-CHANGES = ("dnf ", "systemctl ", "aws ", "docker login", "docker pull", "docker rm", "docker run")
+CHANGES = (
+    "dnf ",
+    "systemctl ",
+    "aws ",
+    "docker login",
+    "docker pull",
+    "docker stop",
+    "docker rm",
+    "docker run",
+)
 
 
 class Host:
@@ -123,7 +133,8 @@ def test_fresh_host_installs_starts_logs_in_pulls_by_digest_and_runs(host: Host)
         "aws ecr get-login-password --region us-east-1",
         "docker login --username AWS --password-stdin 123456789012.dkr.ecr.us-east-1.amazonaws.com",
         f"docker pull {IMAGE}",
-        "docker run --detach --name cali-housing --restart unless-stopped --publish 80:8080 --env PORT=8080"
+        "docker run --detach --name cali-housing --restart unless-stopped --stop-timeout 30"
+        " --publish 80:8080 --env PORT=8080"
         f" --log-driver awslogs --log-opt awslogs-region=us-east-1 --log-opt awslogs-group=cali-logs {IMAGE}",
     ]
 
@@ -136,7 +147,12 @@ def test_second_run_changes_nothing(host: Host) -> None:
 def test_new_digest_replaces_the_container(host: Host) -> None:
     host.run(production_script())
     made = changes(host.run(production_script(OTHER_IMAGE)))
-    assert made[-3:-1] == [f"docker pull {OTHER_IMAGE}", "docker rm --force cali-housing"]
+    # the old container is stopped (drained), not killed, before it is removed
+    assert made[-4:-1] == [
+        f"docker pull {OTHER_IMAGE}",
+        "docker stop --time 30 cali-housing",
+        "docker rm cali-housing",
+    ]
     assert made[-1].endswith(OTHER_IMAGE)
     assert not [call for call in made if call.startswith(("dnf", "systemctl"))]
 
@@ -152,7 +168,8 @@ def test_rehearsal_host_with_docker_skips_install_and_login(host: Host) -> None:
     )
     assert changes(host.run(script)) == [
         f"docker pull {REHEARSAL_IMAGE}",
-        "docker run --detach --name cali-housing --restart unless-stopped --publish 18080:8080"
+        "docker run --detach --name cali-housing --restart unless-stopped --stop-timeout 30"
+        " --publish 18080:8080"
         f" --env PORT=8080 --log-driver json-file --log-opt max-size=10m {REHEARSAL_IMAGE}",
     ]
 
