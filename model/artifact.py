@@ -17,6 +17,7 @@ from model.schema import schema_fingerprint
 
 MODEL_FILE = "model.joblib"
 METADATA_FILE = "metadata.json"
+REPORT_DIR = "report"  # the model report's figures and report.md (model/report.py)
 
 
 class ArtifactError(Exception):
@@ -79,6 +80,28 @@ def save_artifact(out_dir: Path, estimator: Any, metadata: dict[str, Any]) -> di
         "schema_fingerprint": schema_fingerprint(),
         **metadata,
     }
+    _write_atomically(out_dir / METADATA_FILE, (json.dumps(written, indent=2) + "\n").encode())
+    return written
+
+
+IDENTITY_KEYS = frozenset({"model_version", "model_sha256", "schema_fingerprint"})
+
+
+def add_to_metadata(out_dir: Path, entries: dict[str, Any]) -> dict[str, Any]:
+    """Record more in a saved artifact's metadata.json (e.g. the model report's files).
+
+    The model's identity stays as save_artifact derived it from the model's bytes.
+
+    Returns:
+        The metadata as now written.
+
+    Raises:
+        ArtifactError: metadata.json is missing or not this project's.
+        ValueError: An entry would overwrite the model's identity.
+    """
+    if clash := sorted(IDENTITY_KEYS & set(entries)):
+        raise ValueError(f"{', '.join(clash)} come from the model's bytes and cannot be set afterwards")
+    written = {**read_metadata(out_dir), **entries}
     _write_atomically(out_dir / METADATA_FILE, (json.dumps(written, indent=2) + "\n").encode())
     return written
 

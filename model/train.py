@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import sklearn
 
-from model import artifact, data, evaluate, pipeline
+from model import artifact, data, evaluate, pipeline, report
 from model.schema import FEATURE_NAMES, schema_as_dict
 
 DEFAULT_MODEL_DIR = "artifacts"
@@ -71,7 +71,7 @@ def train(out_dir: Path, max_test_rmse: float, *, with_cv: bool = True) -> dict[
     baseline = pipeline.build_linear_baseline().fit(parts.X_train, parts.y_train)
     baseline_metrics = evaluate.holdout_metrics(parts.y_test.to_numpy(), baseline.predict(parts.X_test))
 
-    return artifact.save_artifact(
+    written = artifact.save_artifact(
         out_dir,
         model,
         {
@@ -93,6 +93,12 @@ def train(out_dir: Path, max_test_rmse: float, *, with_cv: bool = True) -> dict[
             "versions": library_versions(),
         },
     )
+    # After the save, so the report can name the model's version; the version (the model's bytes)
+    # does not change when metadata.json gains the report's entry.
+    summary = report.write_report(
+        out_dir / artifact.REPORT_DIR, model, parts, written, {"LinearRegression": baseline}
+    )
+    return artifact.add_to_metadata(out_dir, {"report": summary})
 
 
 def main(argv: list[str] | None = None) -> int:
