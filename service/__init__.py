@@ -22,7 +22,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """
     from flask import Flask
 
-    from service import access_log, errors, routes
+    from service import access_log, errors, report, routes
     from service.config import Settings
     from service.metrics import Metrics
     from service.openapi import build_openapi
@@ -48,4 +48,5 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     errors.register_error_handlers(app)
     access_log.install_request_hooks(app)
     app.register_blueprint(routes.bp)
+    app.register_blueprint(report.bp)
     return app

@@ -127,6 +127,36 @@ def build_openapi(max_batch: int) -> dict[str, Any]:
                     "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
                 }
             },
+            "/report": {
+                "get": {
+                    "summary": "The model report page: metrics against the baselines, figures, price bands",
+                    "responses": {
+                        "200": {"description": "HTML", "content": {"text/html": {}}},
+                        "404": _error_response("The model was trained without a report"),
+                    },
+                }
+            },
+            "/report/{name}": {
+                "get": {
+                    "summary": "One file of the model report, as listed under report.files in /metadata",
+                    "parameters": [
+                        {
+                            "name": "name",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                            "example": "predicted_vs_actual.png",
+                        }
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "A figure or report.md",
+                            "content": {"image/png": {}, "text/markdown": {}},
+                        },
+                        "404": _error_response("Not a file of this model's report"),
+                    },
+                }
+            },
         },
         "components": {
             "schemas": {
