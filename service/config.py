@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+WORKER_CLASSES = ("gevent", "gthread")
 
 
 class ConfigError(ValueError):
@@ -40,7 +41,11 @@ class Settings:
         max_body_bytes: Largest request body accepted (413 beyond).
         log_level: Level of the service's own log lines.
         graceful_timeout: Seconds a SIGTERM leaves in-flight requests to finish.
-        threads: Threads per worker (gthread): they hold slow or idle connections, not CPU work.
+        worker_class: gunicorn worker class. gevent (the default) holds every connection in a
+            greenlet, so slow or idle clients cost nothing while a thread pool would be exhausted by
+            a few dozen of them; gthread remains for a deployment behind a buffering proxy.
+        threads: Threads per worker, with gthread only.
+        worker_connections: Most simultaneous connections one worker holds, with gevent.
         metrics_dir: PROMETHEUS_MULTIPROC_DIR, set by the gunicorn config for multi-worker metrics.
     """
 
@@ -52,13 +57,15 @@ class Settings:
     max_body_bytes: int = 8 * 1024 * 1024
     log_level: str = "INFO"
     graceful_timeout: int = 20
+    worker_class: str = "gevent"
     threads: int = 4
+    worker_connections: int = 1000
     metrics_dir: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read MODEL_DIR, HOST, PORT, WORKERS, THREADS, MAX_BATCH, MAX_BODY_BYTES, LOG_LEVEL,
-        GRACEFUL_TIMEOUT and PROMETHEUS_MULTIPROC_DIR.
+        """Read MODEL_DIR, HOST, PORT, WORKERS, WORKER_CLASS, THREADS, WORKER_CONNECTIONS, MAX_BATCH,
+        MAX_BODY_BYTES, LOG_LEVEL, GRACEFUL_TIMEOUT and PROMETHEUS_MULTIPROC_DIR.
 
         Raises:
             ConfigError: A value is malformed or out of range; the message names the variable.
@@ -67,6 +74,9 @@ class Settings:
         level = env.get("LOG_LEVEL", cls.log_level).strip().upper()
         if level not in LOG_LEVELS:
             raise ConfigError(f"LOG_LEVEL={level!r} is not one of {', '.join(LOG_LEVELS)}")
+        worker_class = env.get("WORKER_CLASS", cls.worker_class).strip().lower() or cls.worker_class
+        if worker_class not in WORKER_CLASSES:
+            raise ConfigError(f"WORKER_CLASS={worker_class!r} is not one of {', '.join(WORKER_CLASSES)}")
         return cls(
             model_dir=Path(env.get("MODEL_DIR") or cls.model_dir),
             host=env.get("HOST") or cls.host,
@@ -76,6 +86,8 @@ class Settings:
             max_body_bytes=_int(env, "MAX_BODY_BYTES", cls.max_body_bytes, 1024, 1 << 30),
             log_level=level,
             graceful_timeout=_int(env, "GRACEFUL_TIMEOUT", cls.graceful_timeout, 1, 600),
+            worker_class=worker_class,
             threads=_int(env, "THREADS", cls.threads, 1, 256),
+            worker_connections=_int(env, "WORKER_CONNECTIONS", cls.worker_connections, 10, 100_000),
             metrics_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,
         )
