@@ -2,7 +2,7 @@
 # failing fails the build) and ships only what serves it. `make docker` builds it; see README "Docker".
 #
 #   deps     a virtual environment with the runtime requirements (what the server imports)
-#   train    deps + the training requirements + the dataset -> /opt/model (the artifact)
+#   train    deps + gcc + the training requirements + the dataset -> /opt/model (the artifact)
 #   runtime  the base image + the deps venv + service/ and model/ + the artifact, as a non-root user
 #
 # Build args: PYTHON_IMAGE (base), MAX_TEST_RMSE (override the quality gate's bound),
@@ -32,6 +32,12 @@ RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
     && find /opt/venv -depth -type d -name tests -exec rm -rf {} +
 
 FROM deps AS train
+# gcc compiles the forest evaluator (model/treeeval.c) into the artifact, so the runtime stage needs
+# no compiler; LightGBM's wheel links OpenMP (libgomp1). This stage is never shipped.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev libgomp1 \
+    && rm -rf /var/lib/apt/lists/*
 COPY requirements/train.txt /src/requirements/
 RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
     pip --python /opt/venv/bin/python install -c /src/constraints.txt -r /src/requirements/train.txt
@@ -55,8 +61,9 @@ RUN groupadd --system --gid 10001 app \
        --shell /usr/sbin/nologin app
 COPY --from=deps /opt/venv /opt/venv
 WORKDIR /app
-# The server imports only the schema and the artifact loader from model/; training code stays out.
-COPY model/__init__.py model/schema.py model/artifact.py /app/model/
+# The server imports only the schema, the artifact checks and the lean predictor (numpy and the
+# compiled evaluator) from model/; training code stays out.
+COPY model/__init__.py model/schema.py model/artifact.py model/features.py model/runtime.py /app/model/
 COPY service/ /app/service/
 COPY --from=train /opt/model /opt/model
 ENV PYTHONPATH=/app \

@@ -1,24 +1,38 @@
 """The seed-like baseline, kept only for benchmarks: what the project this replaces served.
 
-Flask's development server, a pandas DataFrame built per request, no validation, no thread
-pinning: `python -m bench.baseline_app MODEL_DIR PORT`. Same model as the real service.
+Flask's development server, a pandas DataFrame built per request, no validation, the model's own
+`predict` with its default threads: `python -m bench.baseline_app MODEL_DIR PORT`. Same trained
+model as the real service (LightGBM's dump and the same feature table), without the compiled path.
 """
 
 from __future__ import annotations
 
 import sys
-import warnings
 from pathlib import Path
 
+import lightgbm as lgb
 import pandas as pd
 from flask import Flask, jsonify, request
 
-from model.artifact import load_artifact
+from model.features import FeatureTransformer
+from model.schema import FEATURE_NAMES
+from model.train import AUDIT_FILE
+
+
+class SeedModel:
+    """The same trained model as the service's, predicted the ordinary way: LightGBM's own predict."""
+
+    def __init__(self, model_dir: Path) -> None:
+        self._features = FeatureTransformer.load(model_dir)
+        self._booster = lgb.Booster(model_file=str(model_dir / AUDIT_FILE))
+
+    def predict(self, frame: pd.DataFrame):
+        return self._booster.predict(self._features.transform(frame[list(FEATURE_NAMES)].to_numpy()))
 
 
 def make_app(model_dir: Path) -> Flask:
     """The seed's shape: load the model, predict from a one-row DataFrame of the JSON body."""
-    model = load_artifact(model_dir).estimator
+    model = SeedModel(model_dir)
     app = Flask(__name__)
 
     @app.post("/predict")
@@ -33,6 +47,4 @@ def make_app(model_dir: Path) -> Flask:
 
 
 if __name__ == "__main__":
-    # the model was fitted on arrays; the seed fed it a DataFrame and lived with the warning
-    warnings.filterwarnings("ignore", message="X has feature names")
     make_app(Path(sys.argv[1])).run(host="127.0.0.1", port=int(sys.argv[2]))

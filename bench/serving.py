@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.results import ROOT, markdown_table, update_results
-from model.artifact import load_artifact
+from model.artifact import verify_artifact
 from model.schema import FEATURE_NAMES, example_record
 from tests.live import free_port, gunicorn
 
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("wrk") is None:
         print("bench.serving: wrk not found; install it (apt-get install wrk)", file=sys.stderr)
         return 2
-    artifact = load_artifact(args.model_dir)
+    model_version = verify_artifact(args.model_dir)["model_version"]
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # the in-process figure, like a worker
     runs: list[Run] = []
     bodies = {
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "model_version": artifact.model_version,
+        "model_version": model_version,
         "duration_s": args.duration,
         "runs": [asdict(r) for r in runs],
         "ratio_to_baseline": ratios,
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     ]  # fmt: skip
     table = markdown_table(["server", "scenario", "req/s", "p50 ms", "p99 ms", "errors", "vs baseline"], rows)
     text = (
-        f"# Serving benchmark\n\nModel `{artifact.model_version}`, {args.duration} s per scenario, wrk on "
+        f"# Serving benchmark\n\nModel `{model_version}`, {args.duration} s per scenario, wrk on "
         f"loopback, {os.cpu_count()} cores shared by server and load generator. Reproduce: `make bench`.\n\n"
         f"{table}\nIn process (the service's predictor, one thread): one row p50 "
         f"{inproc['one_row_p50_us']:.0f} µs, 1,000 rows p50 {inproc['batch1000_p50_ms']:.1f} ms.\n"

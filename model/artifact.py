@@ -1,44 +1,44 @@
-"""The artifact on disk: the fitted model plus metadata.json, written and read in one place."""
+"""The artifact on disk: the served model's files plus metadata.json, written and verified here.
+
+An artifact is a folder: the files the serving side loads (the feature lookup table, the
+flattened forest and its compiled evaluator; see model/runtime.py), LightGBM's own text dump for
+audits, metadata.json, and the model report under report/. metadata.json records the sha256 of
+every model file; the model's version is a hash of those hashes, so two training runs on the same
+inputs give the same version, and a damaged or swapped file is caught before anything is served.
+
+Standard library only: the serving image imports this module without any training library.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import shutil
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import joblib
-import sklearn
-
 from model.schema import schema_fingerprint
 
-MODEL_FILE = "model.joblib"
 METADATA_FILE = "metadata.json"
 REPORT_DIR = "report"  # the model report's figures and report.md (model/report.py)
+ARTIFACT_FORMAT = 2  # 1 was a pickled scikit-learn estimator; 2 is the compiled forest
+IDENTITY_KEYS = frozenset({"model_version", "files", "schema_fingerprint", "artifact_format"})
 
 
 class ArtifactError(Exception):
     """The artifact is missing, damaged, or was written for something else."""
 
 
-@dataclass(frozen=True)
-class Artifact:
-    """A loaded model with the metadata it was written with."""
-
-    estimator: Any
-    metadata: dict[str, Any]
-
-    @property
-    def model_version(self) -> str:
-        """The content hash that names this model everywhere (responses, logs, image tags)."""
-        return str(self.metadata["model_version"])
-
-
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -47,50 +47,71 @@ def _write_atomically(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def save_artifact(out_dir: Path, estimator: Any, metadata: dict[str, Any]) -> dict[str, Any]:
-    """Write the model and its metadata; the model's content hash becomes its version.
+def _model_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.name != METADATA_FILE)
+
+
+def version_of(files: dict[str, str]) -> str:
+    """The model version: a hash of every model file's name and sha256."""
+    lines = "".join(f"{name} {digest}\n" for name, digest in sorted(files.items()))
+    return hashlib.sha256(lines.encode()).hexdigest()[:12]
+
+
+@contextmanager
+def staging(out_dir: Path) -> Iterator[Path]:
+    """A scratch folder beside out_dir to write an artifact into; see publish().
+
+    Removed on the way out, so a failed or gated run leaves out_dir as it was.
+    """
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.staging-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def publish(stage: Path, out_dir: Path, metadata: dict[str, Any]) -> dict[str, Any]:
+    """Hash the staged model files, write metadata.json, and move the folder into place.
 
     Args:
-        out_dir: The artifact folder, created when absent.
-        estimator: A fitted estimator with a numpy-array `predict`.
+        stage: A folder from staging() holding the model files (and report/, if any).
+        out_dir: Where the artifact goes; an artifact already there is replaced whole.
         metadata: Everything else to record (metrics, versions, data hash, ...).
 
     Returns:
-        The metadata as written, with model_version, model_sha256 and schema_fingerprint added.
+        The metadata as written, with model_version, files, schema_fingerprint, artifact_format.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model_path = out_dir / MODEL_FILE
-    with tempfile.NamedTemporaryFile(dir=out_dir, suffix=".joblib", delete=False) as tmp:
-        tmp_path = Path(tmp.name)
-    try:
-        joblib.dump(estimator, tmp_path, compress=3)
-        digest = _sha256(tmp_path)
-        os.replace(tmp_path, model_path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
+    files = {p.name: _sha256(p) for p in _model_files(stage)}
     written = {
-        "model_version": digest[:12],
-        "model_sha256": digest,
+        "model_version": version_of(files),
+        "artifact_format": ARTIFACT_FORMAT,
         "schema_fingerprint": schema_fingerprint(),
+        "files": files,
         **metadata,
     }
-    _write_atomically(out_dir / METADATA_FILE, (json.dumps(written, indent=2) + "\n").encode())
+    _write_atomically(stage / METADATA_FILE, (json.dumps(written, indent=2) + "\n").encode())
+    # mkdtemp made it private; the server may run as another (non-root) user than training
+    os.chmod(stage, 0o755)  # noqa: S103
+    old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+    if out_dir.exists():
+        os.replace(out_dir, old)
+    os.replace(stage, out_dir)
+    shutil.rmtree(old, ignore_errors=True)
     return written
-
-
-IDENTITY_KEYS = frozenset({"model_version", "model_sha256", "schema_fingerprint"})
 
 
 def add_to_metadata(out_dir: Path, entries: dict[str, Any]) -> dict[str, Any]:
     """Record more in a saved artifact's metadata.json (e.g. the model report's files).
 
-    The model's identity stays as save_artifact derived it from the model's bytes.
+    The model's identity stays as publish() derived it from the model's files.
 
     Returns:
         The metadata as now written.
@@ -100,7 +121,7 @@ def add_to_metadata(out_dir: Path, entries: dict[str, Any]) -> dict[str, Any]:
         ValueError: An entry would overwrite the model's identity.
     """
     if clash := sorted(IDENTITY_KEYS & set(entries)):
-        raise ValueError(f"{', '.join(clash)} come from the model's bytes and cannot be set afterwards")
+        raise ValueError(f"{', '.join(clash)} come from the model's files and cannot be set afterwards")
     written = {**read_metadata(out_dir), **entries}
     _write_atomically(out_dir / METADATA_FILE, (json.dumps(written, indent=2) + "\n").encode())
     return written
@@ -110,7 +131,7 @@ def read_metadata(model_dir: Path) -> dict[str, Any]:
     """Read and sanity-check metadata.json.
 
     Raises:
-        ArtifactError: Missing, unreadable, or for another feature schema.
+        ArtifactError: Missing, unreadable, of another format, or for another feature schema.
     """
     path = model_dir / METADATA_FILE
     if not path.is_file():
@@ -119,34 +140,35 @@ def read_metadata(model_dir: Path) -> dict[str, Any]:
         metadata = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ArtifactError(f"{path} is not valid JSON ({exc.__class__.__name__}); retrain") from exc
-    if not isinstance(metadata, dict) or "model_sha256" not in metadata:
+    if not isinstance(metadata, dict) or not isinstance(metadata.get("files"), dict):
         raise ArtifactError(f"{path} is not this project's metadata; retrain")
+    if metadata.get("artifact_format") != ARTIFACT_FORMAT:
+        raise ArtifactError(
+            f"the artifact in {model_dir} has format {metadata.get('artifact_format')}, "
+            f"this service reads format {ARTIFACT_FORMAT}; retrain"
+        )
     if metadata.get("schema_fingerprint") != schema_fingerprint():
         raise ArtifactError(f"the artifact in {model_dir} was trained for another feature schema; retrain")
     return metadata
 
 
-def load_artifact(model_dir: Path) -> Artifact:
-    """Load and verify the artifact: metadata, content hash, library version, model.
+def verify_artifact(model_dir: Path) -> dict[str, Any]:
+    """Check every model file against the sha256 recorded for it.
+
+    Returns:
+        The metadata.
 
     Raises:
-        ArtifactError: One line saying what is wrong and what to do.
+        ArtifactError: One line saying which file is missing, damaged or unexpected.
     """
     metadata = read_metadata(model_dir)
-    model_path = model_dir / MODEL_FILE
-    if not model_path.is_file():
-        raise ArtifactError(f"{model_path} is missing; retrain")
-    if _sha256(model_path) != metadata["model_sha256"]:
-        raise ArtifactError(f"{model_path} does not match its recorded sha256 (corrupt or replaced)")
-    trained_with = metadata.get("versions", {}).get("scikit-learn")
-    if trained_with != sklearn.__version__:
-        # A pickle from another scikit-learn may load and still predict differently.
-        raise ArtifactError(
-            f"the model was trained with scikit-learn {trained_with}, "
-            f"this environment has {sklearn.__version__}; retrain"
-        )
-    try:
-        estimator = joblib.load(model_path)
-    except Exception as exc:  # unpickling fails in many ways; all mean the same here
-        raise ArtifactError(f"{model_path} cannot be loaded ({exc.__class__.__name__})") from exc
-    return Artifact(estimator=estimator, metadata=metadata)
+    files: dict[str, str] = metadata["files"]
+    if version_of(files) != metadata.get("model_version"):
+        raise ArtifactError(f"{model_dir / METADATA_FILE} does not match its own model_version; retrain")
+    for name, digest in files.items():
+        path = model_dir / name
+        if Path(name).name != name or not path.is_file():
+            raise ArtifactError(f"{path} is missing; retrain")
+        if _sha256(path) != digest:
+            raise ArtifactError(f"{path} does not match its recorded sha256 (corrupt or replaced)")
+    return metadata

@@ -16,15 +16,16 @@ from pathlib import Path
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-from model.artifact import ArtifactError, load_artifact  # noqa: E402
+from model.artifact import ArtifactError  # noqa: E402
 from service.config import ConfigError, Settings  # noqa: E402
+from service.predictor import Predictor  # noqa: E402
 
 # This file is gunicorn's entry point: checking here, before the arbiter starts, lets a bad
 # setting or a missing/corrupt/foreign artifact end the process with exactly one clear line.
 try:
     _settings = Settings.from_env()
-    # loads and verifies the model (hash, library version, schema), then lets it go
-    load_artifact(_settings.model_dir)
+    # verifies every file of the model (hashes, format, schema) and loads it once, then lets it go
+    Predictor.load(_settings.model_dir)
 except (ConfigError, ArtifactError) as _exc:
     sys.exit(f"service: cannot start: {_exc}")
 

@@ -8,38 +8,47 @@ from typing import Any
 
 import numpy as np
 
-from model.artifact import load_artifact
+from model import runtime
+from model.artifact import ArtifactError, verify_artifact
 from model.schema import FEATURE_NAMES, TARGET_UNIT_USD, example_record
 
 
 class Predictor:
-    """Wraps the fitted estimator; loaded once per worker at start-up."""
+    """The verified artifact's compiled model; loaded once per worker at start-up."""
 
-    def __init__(self, estimator: Any, metadata: dict[str, Any]) -> None:
-        self._estimator = estimator
+    def __init__(self, model: runtime.Predictor, metadata: dict[str, Any]) -> None:
+        self._model = model
         self.metadata = metadata
         self.version: str = str(metadata["model_version"])
 
     @classmethod
     def load(cls, model_dir: Path) -> Predictor:
-        """Load and verify the artifact.
+        """Verify every file of the artifact against its recorded hash, then load it.
 
         Raises:
-            ArtifactError: Missing, corrupt, or for another schema.
+            ArtifactError: Missing, corrupt, for another schema, or built for another platform.
         """
-        artifact = load_artifact(model_dir)
-        return cls(artifact.estimator, artifact.metadata)
+        metadata = verify_artifact(model_dir)
+        try:
+            model = runtime.Predictor(model_dir)
+        except (OSError, ValueError, KeyError) as exc:
+            # e.g. forest.so compiled for another CPU architecture than this one
+            raise ArtifactError(f"the model in {model_dir} cannot be loaded here ({exc}); retrain") from None
+        return cls(model, metadata)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Predict for an (n, 8) float64 matrix in schema order; values in units of $100k."""
-        return np.asarray(self._estimator.predict(X), dtype=np.float64)
+        if len(X) == 1:
+            # the one-row path computes features on plain floats: no numpy call per feature
+            return np.array([self._model.predict_one(X[0].tolist())])
+        return self._model.predict_batch(X)
 
     def self_test(self) -> bool:
         """Whether the model gives a finite prediction for a known-good record."""
-        row = np.array([[example_record()[name] for name in FEATURE_NAMES]])
+        row = [example_record()[name] for name in FEATURE_NAMES]
         try:
-            value = float(self.predict(row)[0])
-        except (ValueError, TypeError, AttributeError):
+            value = float(self._model.predict_one(row))
+        except (ValueError, TypeError, OSError):
             return False
         return math.isfinite(value)
 

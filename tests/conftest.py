@@ -14,7 +14,8 @@ from functools import cache
 
 import pytest
 
-from model.artifact import MODEL_FILE
+from model.artifact import METADATA_FILE
+from model.evaluate import DEFAULT_MAX_TEST_RMSE
 
 REQUIRE_ALL = os.environ.get("CALI_REQUIRE_ALL_GROUPS") == "1"
 CHROMIUM = "/usr/bin/chromium"
@@ -80,8 +81,8 @@ def trained_model_dir(tmp_path_factory: pytest.TempPathFactory):
     from model.train import train
 
     out = tmp_path_factory.mktemp("artifact")
-    train(out, max_test_rmse=0.50, with_cv=False)
-    assert (out / MODEL_FILE).is_file()
+    train(out, max_test_rmse=DEFAULT_MAX_TEST_RMSE, with_cv=False)
+    assert (out / METADATA_FILE).is_file()
     return out
 
 

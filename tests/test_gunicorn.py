@@ -91,8 +91,9 @@ def test_server_refuses_to_start_with_one_clear_line(tmp_path, trained_model_dir
     model_dir.mkdir()
     if damage == "corrupt":
         for item in trained_model_dir.iterdir():
-            (model_dir / item.name).write_bytes(item.read_bytes())
-        (model_dir / "model.joblib").write_bytes(b"not a model")
+            if item.is_file():
+                (model_dir / item.name).write_bytes(item.read_bytes())
+        (model_dir / "forest_nodes.npy").write_bytes(b"not a model")
     env = {"MODEL_DIR": str(model_dir), "PORT": str(free_port()), "PATH": "/usr/bin:/bin"}
     done = subprocess.run(
         GUNICORN, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from model.artifact import Artifact, load_artifact
+from service.predictor import Predictor
 from tests.docker.helpers import BUILD_TIMEOUT, IMAGE, LABEL, READY_TIMEOUT, clean_checkout, docker, free_port
 
 
@@ -40,15 +40,15 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> BuiltImage:
 
 
 @pytest.fixture(scope="session")
-def image_artifact(image: BuiltImage, tmp_path_factory: pytest.TempPathFactory) -> Artifact:
-    """The model baked into the image, loaded in this process (same pinned scikit-learn)."""
+def image_artifact(image: BuiltImage, tmp_path_factory: pytest.TempPathFactory) -> Predictor:
+    """The model baked into the image, verified and loaded in this process as the service loads it."""
     out = tmp_path_factory.mktemp("artifact")
     created = docker("create", "--label", LABEL, image.tag).stdout.strip()
     try:
         docker("cp", f"{created}:/opt/model/.", str(out))
     finally:
         docker("rm", "--force", created, check=False)
-    return load_artifact(out)
+    return Predictor.load(out)
 
 
 @dataclass

@@ -14,8 +14,8 @@ import pytest
 import requests
 
 from model import data
-from model.artifact import Artifact
 from model.schema import FEATURE_NAMES, TARGET_UNIT_USD, example_record
+from service.predictor import Predictor
 from tests.docker.conftest import Container
 from tests.docker.helpers import GRACEFUL_TIMEOUT, READY_TIMEOUT, docker
 
@@ -32,21 +32,21 @@ def rows() -> list[dict[str, float]]:
     ]
 
 
-def expected(artifact: Artifact, records: list[dict[str, float]]) -> np.ndarray:
+def expected(artifact: Predictor, records: list[dict[str, float]]) -> np.ndarray:
     """What the model predicts for the records in this process."""
     X = np.array([[record[name] for name in FEATURE_NAMES] for record in records], dtype=np.float64)
-    return np.asarray(artifact.estimator.predict(X), dtype=np.float64)
+    return np.asarray(artifact.predict(X), dtype=np.float64)
 
 
-def test_ready_answers_with_the_baked_model_version(served: Container, image_artifact: Artifact) -> None:
+def test_ready_answers_with_the_baked_model_version(served: Container, image_artifact: Predictor) -> None:
     answer = requests.get(f"{served.url}/ready", timeout=5)
     assert answer.status_code == 200
-    assert answer.json()["model_version"] == image_artifact.model_version
+    assert answer.json()["model_version"] == image_artifact.version
     assert requests.get(f"{served.url}/health", timeout=5).json() == {"status": "ok"}
 
 
 def test_single_predictions_match_the_in_process_model(
-    served: Container, image_artifact: Artifact, rows: list[dict[str, float]]
+    served: Container, image_artifact: Predictor, rows: list[dict[str, float]]
 ) -> None:
     want = expected(image_artifact, rows[:5])
     for record, value in zip(rows[:5], want, strict=True):
@@ -55,18 +55,18 @@ def test_single_predictions_match_the_in_process_model(
         body = answer.json()
         assert body["prediction"] == pytest.approx(value, rel=1e-12)
         assert body["price_usd"] == pytest.approx(value * TARGET_UNIT_USD, abs=0.01)
-        assert body["model_version"] == image_artifact.model_version
+        assert body["model_version"] == image_artifact.version
 
 
 def test_batch_predictions_match_the_in_process_model_in_order(
-    served: Container, image_artifact: Artifact, rows: list[dict[str, float]]
+    served: Container, image_artifact: Predictor, rows: list[dict[str, float]]
 ) -> None:
     answer = requests.post(f"{served.url}/predict", json={"instances": rows}, timeout=10)
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["predictions"] == pytest.approx(list(expected(image_artifact, rows)), rel=1e-12)
     assert len(body["prices_usd"]) == len(rows)
-    assert body["model_version"] == image_artifact.model_version
+    assert body["model_version"] == image_artifact.version
 
 
 def _without(name: str) -> dict[str, float]:
