@@ -147,15 +147,15 @@ def rows_from_records(records: list[Any], prefixes: list[str]) -> np.ndarray:
             X = np.array(rows, dtype=np.float64)
         except OverflowError:
             X = None
-        if X is None or not np.isfinite(X).all():
-            # a huge integer or a non-finite value slipped through the fast lane: find it exactly
-            problems, out_of_range = [], []
-            for record, prefix in zip(records, prefixes, strict=True):
-                found, outside = _record_problems(record, prefix)
-                problems += found
-                out_of_range += outside
-    if problems:
-        # a 400 lists the out-of-range values too, so a client fixes everything in one go
+    if problems or X is None or not np.isfinite(X).all():
+        # Something is wrong. Records that took the fast lane were not checked for non-finite or
+        # out-of-range values, so look at every record exactly: a 400 lists every bad field, and the
+        # out-of-range values too, so a client fixes everything in one go.
+        problems, out_of_range = [], []
+        for record, prefix in zip(records, prefixes, strict=True):
+            found, outside = _record_problems(record, prefix)
+            problems += found
+            out_of_range += outside
         raise _fail(400, "the request has invalid fields", problems + out_of_range)
     out_of_range = _domain_problems(X, prefixes)
     if out_of_range:
