@@ -28,8 +28,8 @@ def error_fields(status: int, content_type: str, raw: bytes) -> list[str]:
     fields = []
     for detail in error["details"]:
         assert set(detail) == {"field", "reason"}, detail
+        # a field may be "" when the body has a key "" (it is named as sent: an unknown key)
         assert isinstance(detail["field"], str), detail
-        assert detail["field"], detail
         assert isinstance(detail["reason"], str), detail
         assert detail["reason"], detail
         fields.append(detail["field"])
