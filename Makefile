@@ -23,7 +23,7 @@ endif
 TRAIN_STAMP := $(VENV)/.train-installed
 DEV_STAMP := $(VENV)/.dev-installed
 
-.PHONY: help venv dev train report run test lint bench rehearse docker docker-run bench-docker
+.PHONY: help venv dev train report run test lint bench rehearse docker docker-run bench-docker soak
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -100,3 +100,6 @@ docker-run: ## run $(IMAGE):latest on http://127.0.0.1:$(PORT) (Ctrl-C stops it)
 
 bench-docker: $(DEV_STAMP) ## image size, cold and warm build time, time to ready -> bench/results.json
 	$(BIN)/python -m bench.docker_figures
+
+soak: $(DEV_STAMP) docker ## 5 min at concurrency 32 against the container: errors, p99 drift, RSS -> bench/results.json
+	$(BIN)/python -m bench.soak --image $(IMAGE):latest
