@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass
 
 from flask import Flask, Response, jsonify
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 log = logging.getLogger("service")
 
@@ -65,7 +65,13 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
-        response = error_response(status, exc.description or exc.name)
+        # a body over MAX_BODY_BYTES is refused from its Content-Length: the body is what to fix
+        details = (
+            [Problem("body", "is larger than the server accepts")]
+            if isinstance(exc, RequestEntityTooLarge)
+            else None
+        )
+        response = error_response(status, exc.description or exc.name, details)
         # keep what the protocol needs, e.g. the Allow header of a 405
         for name, value in exc.get_headers():
             if name.lower() != "content-type":

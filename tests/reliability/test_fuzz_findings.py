@@ -47,3 +47,21 @@ def test_a_400_for_a_batch_names_every_bad_field_of_every_record(client, body: b
     assert answer.status_code == 400
     named = set(error_fields(400, answer.content_type, answer.get_data()))
     assert fields <= named, answer.get_json()
+
+
+def test_huge_batches_and_bodies_over_http_are_413s_naming_what_to_shrink(live_server):
+    # The real server with its default limits (MAX_BATCH=10000, MAX_BODY_BYTES=8 MiB).
+    import requests
+
+    record = json.dumps(example_record())
+    cases = [
+        ('{"instances": [' + ", ".join([record] * 10_001) + "]}", "instances"),
+        # a body over the byte limit was a 413 naming nothing; it now names the body
+        ('{"instances": [' + ", ".join([record] * 60_000) + "]}", "body"),
+    ]
+    for body, field in cases:
+        answer = requests.post(
+            f"{live_server.url}/predict", data=body, headers={"Content-Type": "application/json"}, timeout=60
+        )
+        assert answer.status_code == 413
+        assert field in error_fields(413, answer.headers["Content-Type"], answer.content)
