@@ -106,28 +106,3 @@ class Predictor:
         out = np.empty(len(F))
         self._batch_fn(self._forest_addr, F.ctypes.data, len(F), out.ctypes.data)
         return out
-
-
-def predict_forest_numpy(
-    nodes: np.ndarray, roots: np.ndarray, depths: np.ndarray, F: np.ndarray
-) -> np.ndarray:
-    """The same forest walk in numpy, tree by tree (slow; an independent check of forest.so).
-
-    Args:
-        nodes, roots, depths: The arrays export.py wrote.
-        F: (n, N_FEATURES) feature rows.
-
-    Returns:
-        (n,) predictions.
-    """
-    rows = np.arange(len(F))
-    out = np.zeros(len(F))
-    for root, depth in zip(roots.tolist(), depths.tolist(), strict=True):
-        at = np.full(len(F), root, dtype=np.int64)
-        for _ in range(depth):
-            node = nodes[at]
-            v = F[rows, node["feature"]]
-            go_right = np.where(np.isnan(v), node["nan_right"] == 1, ~(v <= node["threshold"]))
-            at = np.where(go_right, node["right"], node["left"])
-        out += nodes["value"][at]
-    return out
