@@ -16,6 +16,10 @@ RANDOM_STATE = 42
 TEST_SIZE = 0.2
 
 
+class DatasetUnavailable(Exception):
+    """Neither scikit-learn's cache nor a download could provide the dataset."""
+
+
 @dataclass(frozen=True)
 class Dataset:
     """Features in schema order and the target in units of $100k."""
@@ -51,8 +55,17 @@ def load_dataset(data_home: str | None = None) -> Dataset:
 
     Returns:
         The 20,640 rows, columns in schema order.
+
+    Raises:
+        DatasetUnavailable: No cache and no way to download it; the message says what to set.
     """
-    bunch = fetch_california_housing(data_home=data_home, as_frame=True)
+    try:
+        bunch = fetch_california_housing(data_home=data_home, as_frame=True)
+    except OSError as exc:  # URLError and socket errors are OSErrors: no cache and no network
+        raise DatasetUnavailable(
+            f"cannot load California Housing ({exc.__class__.__name__}: {exc}); without internet, "
+            "set SCIKIT_LEARN_DATA to a folder holding scikit-learn's cal_housing_py3.pkz"
+        ) from exc
     X = bunch.data[list(FEATURE_NAMES)]
     return Dataset(X=X, y=bunch.target)
 

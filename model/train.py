@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     except (evaluate.QualityGateError, evaluate.ParityError) as exc:
         print(f"model.train: {exc}", file=sys.stderr)
         return 1
-    except forest.CompilerMissing as exc:
+    except (forest.CompilerMissing, data.DatasetUnavailable) as exc:
         print(f"model.train: {exc}", file=sys.stderr)
         return 2
     m = meta["metrics"]

@@ -114,6 +114,18 @@ def test_train_cli_fails_the_gate_with_one_line_and_writes_nothing(tmp_path, cap
     assert list(tmp_path.iterdir()) == []  # no staging folder left behind either
 
 
+def test_train_cli_without_data_or_network_says_what_to_set(tmp_path, monkeypatch, capsys):
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(data, "fetch_california_housing", offline)
+    assert main(["--out", str(tmp_path / "out"), "--no-cv"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "SCIKIT_LEARN_DATA" in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_train_cli_writes_full_metadata_with_cross_validation(tmp_path, capsys, dataset):
     assert main(["--out", str(tmp_path)]) == 0
     assert "5-fold CV RMSE" in capsys.readouterr().out
