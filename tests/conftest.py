@@ -19,6 +19,17 @@ from model.evaluate import DEFAULT_MAX_TEST_RMSE
 
 REQUIRE_ALL = os.environ.get("CALI_REQUIRE_ALL_GROUPS") == "1"
 CHROMIUM = "/usr/bin/chromium"
+# No first-run, sync or background networking: this machine's network is closed, and without
+# these flags Chromium keeps trying to reach its own services.
+CHROMIUM_ARGS = (
+    "--no-sandbox",
+    "--headless=new",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
 
 
 @cache
@@ -49,6 +60,7 @@ GROUPS = {"docker": docker_available, "browser": chromium_available}
 _skipped: dict[str, str] = {}
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     for group, probe in GROUPS.items():
         if item.get_closest_marker(group) is None:
@@ -119,3 +131,27 @@ def live_server(trained_model_dir):
 
     with gunicorn(trained_model_dir, {"WORKERS": "2"}) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Debian's Chromium driven by Playwright, once per session (never a downloaded browser)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=list(CHROMIUM_ARGS))
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(chromium):
+    """A fresh browser page with a 15 s default timeout."""
+    page = chromium.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        yield page
+    finally:
+        page.close()

@@ -4,36 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import CHROMIUM
-
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-# No first-run, sync or background networking: this machine's network is closed, and without
-# these flags Chromium keeps trying to reach its own services.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless=new",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture(scope="module")
-def page(live_server):
-    """A fresh page of the playground, in Debian's Chromium."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            page.set_default_timeout(15_000)
-            yield page
-        finally:
-            browser.close()
 
 
 def test_predict_shows_a_price_and_changes_with_a_field(page, live_server):

@@ -17,8 +17,6 @@ from model import artifact, data, pipeline, report
 from model.schema import FEATURE_NAMES
 from service.config import Settings
 from service.predictor import Predictor
-from tests.conftest import CHROMIUM
-from tests.test_browser import CHROMIUM_ARGS
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "report"
@@ -260,25 +258,16 @@ def test_a_model_without_a_report_says_so_with_a_404(trained_model_dir, tmp_path
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_report_page_in_the_browser_decodes_every_figure(live_server):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            page.set_default_timeout(15_000)
-            failed: list[str] = []
-            page.on("requestfailed", lambda request: failed.append(request.url))
-            page.goto(f"{live_server.url}/")
-            page.click("text=report")
-            page.wait_for_url(f"{live_server.url}/report")
-            page.wait_for_function("() => [...document.images].every(img => img.complete)")
-            images = page.eval_on_selector_all(
-                "figure img", "all => all.map(i => [i.getAttribute('src'), i.naturalWidth, i.naturalHeight])"
-            )
-        finally:
-            browser.close()
+def test_report_page_in_the_browser_decodes_every_figure(live_server, page):
+    failed: list[str] = []
+    page.on("requestfailed", lambda request: failed.append(request.url))
+    page.goto(f"{live_server.url}/")
+    page.click("text=report")
+    page.wait_for_url(f"{live_server.url}/report")
+    page.wait_for_function("() => [...document.images].every(img => img.complete)")
+    images = page.eval_on_selector_all(
+        "figure img", "all => all.map(i => [i.getAttribute('src'), i.naturalWidth, i.naturalHeight])"
+    )
     assert failed == []
     assert len(images) == len(report.FIGURES)
     for (src, width, height), spec in zip(images, report.FIGURES, strict=True):
