@@ -39,5 +39,9 @@ def test_a_bad_value_shows_the_servers_reason_next_to_its_field(page, live_serve
     # fix one; only the other is still shown
     page.fill("#f-HouseAge", "41")
     page.click("#predict")
-    page.wait_for_function("() => document.querySelector('#e-HouseAge').textContent === ''")
+    # the page clears every error when it submits, so wait for the answer to fill one in again
+    page.wait_for_function(
+        "() => document.querySelector('#e-Population').textContent !== ''"
+        " && document.querySelector('#e-HouseAge').textContent === ''"
+    )
     assert "between 0 and 100000" in page.text_content("#e-Population")
