@@ -133,13 +133,14 @@ def test_load_balancer_is_internet_facing_across_at_least_two_zones(fleet: Deplo
     subnets = fleet.of_type("aws:ec2/subnet:Subnet")
     assert len(subnets) >= 2
     assert len({s.inputs["availabilityZone"] for s in subnets}) == len(subnets), "one subnet per zone"
-    subnet_ids = [f"{s.name}-id" for s in subnets]
+    # registration order under mocks is not creation order: compare as sets of subnets
+    subnet_ids = sorted(f"{s.name}-id" for s in subnets)
     balancer = fleet.one("aws:lb/loadBalancer:LoadBalancer").inputs
     assert balancer["internal"] is False
     assert balancer["loadBalancerType"] == "application"
-    assert balancer["subnets"] == subnet_ids
+    assert sorted(balancer["subnets"]) == subnet_ids
     assert balancer["dropInvalidHeaderFields"] is True
-    assert fleet.one(ASG).inputs["vpcZoneIdentifiers"] == subnet_ids
+    assert sorted(fleet.one(ASG).inputs["vpcZoneIdentifiers"]) == subnet_ids
 
 
 def test_fleet_zones_come_from_config() -> None:
@@ -267,7 +268,7 @@ def test_instances_reach_ecr_s3_and_logs_through_vpc_endpoints_not_a_nat_gateway
         endpoint = endpoints[f"com.amazonaws.{REGION}.{service}"].inputs
         assert endpoint["vpcEndpointType"] == "Interface"
         assert endpoint["privateDnsEnabled"] is True
-        assert endpoint["subnetIds"] == subnet_ids, "one network interface in every zone the fleet uses"
+        assert sorted(endpoint["subnetIds"]) == sorted(subnet_ids), "one network interface in every zone"
         assert endpoint["securityGroupIds"] == ["cali-endpoints-sg-id"]
     s3 = endpoints[f"com.amazonaws.{REGION}.s3"].inputs
     assert (s3["vpcEndpointType"], s3["routeTableIds"]) == ("Gateway", ["cali-public-id"])
