@@ -33,7 +33,7 @@ class Settings:
     """Everything the service can be told from outside.
 
     Attributes:
-        model_dir: Folder holding model.joblib and metadata.json.
+        model_dir: The artifact folder (metadata.json, the compiled forest, the feature table).
         host: Address gunicorn binds (127.0.0.1 locally; the image sets 0.0.0.0).
         port: Port gunicorn binds.
         workers: gunicorn worker processes; one per core suits CPU-bound inference.

@@ -222,9 +222,9 @@ def test_each_listed_file_is_served_as_written(client, report_dir, name):
 @pytest.mark.parametrize(
     "path",
     [
-        "/report/model.joblib",
+        "/report/forest.so",
         "/report/metadata.json",
-        "/report/..%2Fmodel.joblib",
+        "/report/..%2Fforest.so",
         "/report/..%2Fmetadata.json",
         "/report/%2E%2E%2Fmetadata.json",
         "/report/nope.png",
