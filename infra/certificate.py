@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra.tags import named
+
 
 @dataclass
 class TlsCertificateArgs:
@@ -38,7 +40,7 @@ class TlsCertificate(pulumi.ComponentResource):
             domain_name=args.domain,
             # DNS, not email: renewal is then automatic for as long as the record below exists.
             validation_method="DNS",
-            tags={**args.tags, "Name": f"{name}-cert"},
+            tags=named(args.tags, name, "cert"),
             opts=child,
         )
         # One name, so one validation option; the record's fields are values, the record is not

@@ -10,9 +10,12 @@ internet at all. bench/capacity.md has the arithmetic.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import pulumi
 import pulumi_aws as aws
+
+from infra.tags import named
 
 # What the boot script and the awslogs driver call.
 SERVING_SERVICES = ("ecr.api", "ecr.dkr", "logs")
@@ -58,8 +61,7 @@ class ServiceEndpoints(pulumi.ComponentResource):
         super().__init__("cali:aws:ServiceEndpoints", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
-        def tags(suffix: str) -> dict[str, str]:
-            return {**args.tags, "Name": f"{name}-{suffix}"}
+        tags = partial(named, args.tags, name)
 
         group = aws.ec2.SecurityGroup(
             f"{name}-endpoints-sg",

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
+from functools import partial
 
 import pulumi
 import pulumi_aws as aws
+
+from infra.tags import named
 
 # Seconds from launch until a new instance's boot script has installed Docker and pulled the image
 # (two to three minutes on a fresh instance): until then it is neither judged by health checks nor
@@ -116,8 +119,7 @@ class Fleet(pulumi.ComponentResource):
     def __init__(self, name: str, args: FleetArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("cali:aws:Fleet", name, None, opts)
 
-        def tags(suffix: str) -> dict[str, str]:
-            return {**args.tags, "Name": f"{name}-{suffix}"}
+        tags = partial(named, args.tags, name)
 
         self.launch_template = aws.ec2.LaunchTemplate(
             f"{name}-lt",

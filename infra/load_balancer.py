@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import pulumi
 import pulumi_aws as aws
+
+from infra.tags import named
 
 # TLS 1.3 and 1.2 only, forward secrecy only: AWS's recommended policy for HTTPS listeners.
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
@@ -70,8 +73,7 @@ class LoadBalancer(pulumi.ComponentResource):
         super().__init__("cali:aws:LoadBalancer", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
-        def tags(suffix: str) -> dict[str, str]:
-            return {**args.tags, "Name": f"{name}-{suffix}"}
+        tags = partial(named, args.tags, name)
 
         self.balancer = aws.lb.LoadBalancer(
             f"{name}-alb",

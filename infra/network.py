@@ -7,9 +7,12 @@ that brings its network can be destroyed without touching anything else.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import pulumi
 import pulumi_aws as aws
+
+from infra.tags import named
 
 VPC_CIDR = "10.40.0.0/16"
 
@@ -35,8 +38,7 @@ class Network(pulumi.ComponentResource):
         super().__init__("cali:aws:Network", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
-        def tags(suffix: str) -> dict[str, str]:
-            return {**args.tags, "Name": f"{name}-{suffix}"}
+        tags = partial(named, args.tags, name)
 
         zones = aws.get_availability_zones_output(state="available")
         self.vpc = aws.ec2.Vpc(
@@ -135,7 +137,7 @@ class AppFirewall(pulumi.ComponentResource):
             vpc_id=args.vpc_id,
             ingress=ingress_rules(args.port, args.cidrs),
             egress=EGRESS_RULES,
-            tags={**args.tags, "Name": f"{name}-sg"},
+            tags=named(args.tags, name, "sg"),
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.security_group_id: pulumi.Output[str] = group.id
@@ -200,7 +202,7 @@ class FleetFirewall(pulumi.ComponentResource):
                     "cidr_blocks": [VPC_CIDR],
                 }
             ],
-            tags={**args.tags, "Name": f"{name}-lb-sg"},
+            tags=named(args.tags, name, "lb-sg"),
             opts=child,
         )
         instances = aws.ec2.SecurityGroup(
@@ -218,7 +220,7 @@ class FleetFirewall(pulumi.ComponentResource):
                 }
             ],
             egress=EGRESS_RULES,
-            tags={**args.tags, "Name": f"{name}-instance-sg"},
+            tags=named(args.tags, name, "instance-sg"),
             opts=child,
         )
         self.load_balancer_group_id: pulumi.Output[str] = balancer.id

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import pulumi
 import pulumi_aws as aws
+
+from infra.tags import named
 
 # Amazon's public pointer to the current Amazon Linux 2023 AMI for x86_64.
 AL2023_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
@@ -55,8 +58,7 @@ class Server(pulumi.ComponentResource):
         super().__init__("cali:aws:Server", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
-        def tags(suffix: str) -> dict[str, str]:
-            return {**args.tags, "Name": f"{name}-{suffix}"}
+        tags = partial(named, args.tags, name)
 
         self.instance = aws.ec2.Instance(
             f"{name}-instance",
