@@ -43,6 +43,18 @@ def wait_for(url: str, deadline_s: float, proc: subprocess.Popen | None = None) 
     raise RuntimeError(f"{url} did not answer 200 within {deadline_s:.0f}s")
 
 
+def stop(proc: subprocess.Popen, grace_s: float = 30) -> None:
+    """SIGTERM, wait up to grace_s, then SIGKILL: every test server ends, however it behaves."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
 @dataclass
 class LiveServer:
     """A running server: its base URL and process."""
@@ -79,11 +91,5 @@ def gunicorn(
             raise RuntimeError(f"{exc}; its log:\n{log.read_text()[-3000:]}") from None
         yield LiveServer(url=url, proc=proc, port=port, log=log)
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        stop(proc)
         log.unlink(missing_ok=True)
