@@ -51,7 +51,7 @@ COPY model/ /src/model/
 # model.train reads MAX_TEST_RMSE from the environment; unset, its own default bound applies.
 # `--build-arg MAX_TEST_RMSE=...` tightens the gate (the tests set an impossible one to prove it fails the build).
 ARG MAX_TEST_RMSE
-# The artifact is written 0600 (atomic temp files); make it readable by the non-root server, not writable.
+# Whatever mode training left (umask-dependent), the non-root server may read the artifact and nobody may write it.
 RUN python -m model.train --out /opt/model && chmod -R a+rX,go-w /opt/model
 
 FROM base AS runtime

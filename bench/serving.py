@@ -130,9 +130,9 @@ def _wait_post(url: str, proc: subprocess.Popen) -> None:
 
 def in_process_latency(model_dir: Path, repeats: int = 2000) -> dict[str, float]:
     """One-row and 1,000-row predict in process through the service's predictor (no HTTP)."""
-    from service.predictor import Predictor
+    from service.predictor import LoadedModel
 
-    predictor = Predictor.load(model_dir)
+    predictor = LoadedModel.load(model_dir)
     row = np.array([[example_record()[n] for n in FEATURE_NAMES]])
     batch = np.repeat(row, 1000, axis=0)
     for _ in range(50):
@@ -149,9 +149,9 @@ def in_process_latency(model_dir: Path, repeats: int = 2000) -> dict[str, float]
         many.append(time.perf_counter() - start)
     # the whole server-side path of a 1,000-record request: JSON parse, validation, predict, response
     from service import create_app
-    from service.config import Settings
+    from service.config import ServiceSettings
 
-    client = create_app({"SETTINGS": Settings(model_dir=model_dir)}).test_client()
+    client = create_app({"SETTINGS": ServiceSettings(model_dir=model_dir)}).test_client()
     body = json.dumps({"instances": [example_record()] * 1000})
     served = []
     for _ in range(20):

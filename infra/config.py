@@ -70,7 +70,7 @@ class FleetSettings:
 
 
 @dataclass(frozen=True)
-class Settings:
+class StackSettings:
     """Everything that differs between stacks, validated."""
 
     stack: str
@@ -221,7 +221,7 @@ _DIGEST_ALLOWED = "empty (build this checkout) or sha256:<64 hex> of an image in
 _AMI_ALLOWED = "empty (latest Amazon Linux 2023) or an AMI id like ami-0abc12345def67890"
 
 
-def load(repo: Path) -> Settings:
+def load(repo: Path) -> StackSettings:
     """Read and validate the stack's configuration.
 
     Args:
@@ -243,7 +243,7 @@ def load(repo: Path) -> Settings:
         raise ConfigError(key, err.value, kind) from None
 
 
-def _load(repo: Path) -> Settings:
+def _load(repo: Path) -> StackSettings:
     cfg = pulumi.Config()
     image_tag = cfg.require("imageTag")
     ami = cfg.require("ami")
@@ -251,7 +251,7 @@ def _load(repo: Path) -> Settings:
     retention = cfg.require_int("logRetentionDays")
     mode = check_choice("mode", cfg.require("mode"), MODES)
     fleet = _load_fleet(cfg)
-    return Settings(
+    return StackSettings(
         stack=pulumi.get_stack(),
         region=pulumi.Config("aws").require("region"),
         state_bucket=check_pattern("stateBucket", cfg.require("stateBucket"), _BUCKET, _BUCKET_ALLOWED),

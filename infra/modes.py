@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pulumi
 
 from infra.certificate import TlsCertificate, TlsCertificateArgs
-from infra.config import Settings
+from infra.config import StackSettings
 from infra.endpoints import ServiceEndpoints, ServiceEndpointsArgs
 from infra.fleet import Fleet, FleetArgs, ScalingArgs
 from infra.load_balancer import HttpsArgs, LoadBalancer, LoadBalancerArgs
@@ -36,7 +36,7 @@ class Foundation:
     instance_profile_name: pulumi.Input[str]
 
 
-def single(settings: Settings, base: Foundation) -> dict[str, pulumi.Output[str]]:
+def single(settings: StackSettings, base: Foundation) -> dict[str, pulumi.Output[str]]:
     """One server behind an Elastic IP, open on the app port. Returns its exports (`url`, `public_ip`)."""
     tags = settings.tags
     firewall = AppFirewall(
@@ -65,7 +65,7 @@ def single(settings: Settings, base: Foundation) -> dict[str, pulumi.Output[str]
     return {"public_ip": server.public_ip, "url": url}
 
 
-def fleet(settings: Settings, base: Foundation) -> dict[str, pulumi.Output[str]]:
+def fleet(settings: StackSettings, base: Foundation) -> dict[str, pulumi.Output[str]]:
     """Auto Scaling group behind an ALB, HTTPS when a domain is set. Returns `url` and `autoscaling_group`."""
     tags, spec, network = settings.tags, settings.fleet, base.network
     firewall = FleetFirewall(

@@ -38,7 +38,7 @@ class InvalidRow(ValueError):
     """A row that is not 8 numbers."""
 
 
-class Predictor:
+class CompiledModel:
     """Predicts house values (units of $100k) from raw rows in schema order.
 
     Load once at start-up and share: it holds no per-call state, so threads may call it at once.
@@ -92,6 +92,10 @@ class Predictor:
         # A fresh ctypes buffer per call (~1 us) keeps concurrent callers from sharing one.
         buf = self._row_type(*self.features.transform_row(row))
         return self._row_fn(self._forest_addr, buf)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """`predict_batch` under the estimator's name, so the report measures what is served."""
+        return self.predict_batch(X)
 
     def predict_batch(self, X: np.ndarray) -> np.ndarray:
         """Predictions for an (n, 8) array of raw rows.

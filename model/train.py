@@ -21,7 +21,7 @@ import sklearn
 
 from model import artifact, data, evaluate, forest, pipeline, report
 from model.features import feature_names
-from model.runtime import Predictor
+from model.runtime import CompiledModel
 from model.schema import FEATURE_NAMES, schema_as_dict
 
 DEFAULT_MODEL_DIR = "artifacts"
@@ -41,17 +41,7 @@ def library_versions() -> dict[str, str]:
     }
 
 
-class ServedModel:
-    """The exported predictor seen through `predict(X)`, for the report and parity checks."""
-
-    def __init__(self, predictor: Predictor) -> None:
-        self._predictor = predictor
-
-    def predict(self, X: Any) -> np.ndarray:
-        return self._predictor.predict_batch(np.asarray(X, dtype=np.float64))
-
-
-def _served_predictions(predictor: Predictor, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _served_predictions(predictor: CompiledModel, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Both serving paths over the same rows: one row at a time, and one batch."""
     one_by_one = np.array([predictor.predict_one(row) for row in X.tolist()])
     return one_by_one, predictor.predict_batch(X)
@@ -106,7 +96,7 @@ def train(out_dir: Path, max_test_rmse: float, *, with_cv: bool = True) -> dict[
         forest_summary = forest.export_forest(fitted.booster.booster_, stage)
         # LightGBM's own dump, for audits; the serving side never reads it
         (stage / AUDIT_FILE).write_text(fitted.booster.booster_.model_to_string())
-        predictor = Predictor(stage)
+        predictor = CompiledModel(stage)
         one_by_one, batch = _served_predictions(predictor, X_test)
         parity = max(evaluate.check_parity(reference, one_by_one), evaluate.check_parity(reference, batch))
         written = artifact.publish(
@@ -138,7 +128,7 @@ def train(out_dir: Path, max_test_rmse: float, *, with_cv: bool = True) -> dict[
     # After publishing, so the report can name the model's version; the version (the model files'
     # hashes) does not change when metadata.json gains the report's entry.
     summary = report.write_report(
-        out_dir / artifact.REPORT_DIR, ServedModel(Predictor(out_dir)), parts, written, baselines
+        out_dir / artifact.REPORT_DIR, CompiledModel(out_dir), parts, written, baselines
     )
     return artifact.add_to_metadata(out_dir, {"report": summary})
 

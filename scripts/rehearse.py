@@ -15,7 +15,7 @@
    gives that for free; a netns would share this machine's filesystem and only isolate the network,
    while the script's network work (pull, publish) happens in the engine either way. Through the
    socket the script's `docker info` succeeds, so, as on a host that has Docker, it skips installing.
-5. `python -m service.smoke` runs against the port the script published.
+5. `python -m smoke` runs against the port the script published.
 6. Everything it started is removed, also when a step fails or the run is interrupted: the app
    container, the host container, the image tag, the staged dataset, and a registry container it
    started. A registry started by docker-engine is left running: that tool owns it (with the engine)
@@ -241,7 +241,7 @@ class Rehearsal:
             [
                 sys.executable,
                 "-m",
-                "service.smoke",
+                "smoke",
                 f"http://127.0.0.1:{port}",
                 "--wait",
                 str(self.smoke_wait),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # the package stays importable without Flask: `python -m service.smoke` is stdlib only
+if TYPE_CHECKING:  # importing the package (service.config, service.gunicorn_conf) needs no Flask
     from flask import Flask
 
 
@@ -13,7 +13,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: load the model once, register routes, errors, metrics and logs.
 
     Args:
-        config: Overrides for tests, e.g. {"SETTINGS": Settings(model_dir=...)}; by default the
+        config: Overrides for tests, e.g. {"SETTINGS": ServiceSettings(model_dir=...)}; by default the
             settings come from the environment.
 
     Raises:
@@ -23,12 +23,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from flask import Flask
 
     from service import access_log, errors, report, routes
-    from service.config import Settings
+    from service.config import ServiceSettings
     from service.metrics import Metrics
     from service.openapi import build_openapi
-    from service.predictor import Predictor
+    from service.predictor import LoadedModel
 
-    settings = (config or {}).get("SETTINGS") or Settings.from_env()
+    settings = (config or {}).get("SETTINGS") or ServiceSettings.from_env()
     app = Flask(__name__)
     app.config.update(
         SETTINGS=settings,
@@ -41,7 +41,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         app.config.update(config)
 
     access_log.configure_logging(settings.log_level)
-    app.extensions["predictor"] = Predictor.load(settings.model_dir)
+    app.extensions["predictor"] = LoadedModel.load(settings.model_dir)
     app.extensions["metrics"] = Metrics(settings.metrics_dir)
     app.extensions["openapi"] = build_openapi(app.config["MAX_BATCH"])
 

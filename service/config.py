@@ -29,7 +29,7 @@ def _int(env: Mapping[str, str], key: str, default: int, low: int, high: int) ->
 
 
 @dataclass(frozen=True)
-class Settings:
+class ServiceSettings:
     """Everything the service can be told from outside.
 
     Attributes:
@@ -63,7 +63,7 @@ class Settings:
     metrics_dir: str | None = None
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ServiceSettings:
         """Read MODEL_DIR, HOST, PORT, WORKERS, WORKER_CLASS, THREADS, WORKER_CONNECTIONS, MAX_BATCH,
         MAX_BODY_BYTES, LOG_LEVEL, GRACEFUL_TIMEOUT and PROMETHEUS_MULTIPROC_DIR.
 

@@ -1,4 +1,4 @@
-"""gunicorn settings for the service, derived from service.config.Settings.
+"""gunicorn settings for the service, derived from service.config.ServiceSettings.
 
 Used by `make run` and the image: gunicorn -c python:service.gunicorn_conf 'service:create_app()'.
 """
@@ -11,21 +11,22 @@ import sys
 import tempfile
 from pathlib import Path
 
-# One OpenMP/BLAS thread per worker. Left at their default (one per core), two workers on two
-# cores oversubscribe: measured here, throughput fell from 850 to 22 requests per second.
+# One BLAS thread per worker. The served model is walked by C (no OpenMP: LightGBM is not served),
+# but numpy still starts a BLAS pool of one thread per core on first use, and two workers on two
+# cores oversubscribe: measured with the first model, throughput fell from 850 to 22 requests/s.
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 from model.artifact import ArtifactError  # noqa: E402
-from service.config import ConfigError, Settings  # noqa: E402
-from service.predictor import Predictor  # noqa: E402
+from service.config import ConfigError, ServiceSettings  # noqa: E402
+from service.predictor import LoadedModel  # noqa: E402
 
 # This file is gunicorn's entry point: checking here, before the arbiter starts, lets a bad
 # setting or a missing/corrupt/foreign artifact end the process with exactly one clear line.
 try:
-    _settings = Settings.from_env()
+    _settings = ServiceSettings.from_env()
     # verifies every file of the model (hashes, format, schema) and loads it once, then lets it go
-    Predictor.load(_settings.model_dir)
+    LoadedModel.load(_settings.model_dir)
 except (ConfigError, ArtifactError) as _exc:
     sys.exit(f"service: cannot start: {_exc}")
 

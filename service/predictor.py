@@ -13,16 +13,16 @@ from model.artifact import ArtifactError, verify_artifact
 from model.schema import FEATURE_NAMES, TARGET_UNIT_USD, example_record
 
 
-class Predictor:
+class LoadedModel:
     """The verified artifact's compiled model; loaded once per worker at start-up."""
 
-    def __init__(self, model: runtime.Predictor, metadata: dict[str, Any]) -> None:
+    def __init__(self, model: runtime.CompiledModel, metadata: dict[str, Any]) -> None:
         self._model = model
         self.metadata = metadata
         self.version: str = str(metadata["model_version"])
 
     @classmethod
-    def load(cls, model_dir: Path) -> Predictor:
+    def load(cls, model_dir: Path) -> LoadedModel:
         """Verify every file of the artifact against its recorded hash, then load it.
 
         Raises:
@@ -30,7 +30,7 @@ class Predictor:
         """
         metadata = verify_artifact(model_dir)
         try:
-            model = runtime.Predictor(model_dir)
+            model = runtime.CompiledModel(model_dir)
         except (OSError, ValueError, KeyError) as exc:
             # e.g. forest.so compiled for another CPU architecture than this one
             raise ArtifactError(f"the model in {model_dir} cannot be loaded here ({exc}); retrain") from None

@@ -6,7 +6,7 @@ from flask import Blueprint, Response, current_app, jsonify, render_template, re
 
 from model.schema import FEATURES
 from service.errors import InvalidInput, ModelUnavailable, Problem
-from service.predictor import Predictor, to_usd
+from service.predictor import LoadedModel, to_usd
 from service.schemas import parse_json, parse_prediction_request
 
 bp = Blueprint("api", __name__)
@@ -14,7 +14,7 @@ bp = Blueprint("api", __name__)
 _JSON_TYPES = ("application/json",)
 
 
-def _predictor() -> Predictor:
+def _predictor() -> LoadedModel:
     return current_app.extensions["predictor"]
 
 

@@ -102,19 +102,19 @@ def trained_model_dir(tmp_path_factory: pytest.TempPathFactory):
 def session_app(trained_model_dir):
     """One app over the session's model, for tests that only read."""
     from service import create_app
-    from service.config import Settings
+    from service.config import ServiceSettings
 
-    return create_app({"SETTINGS": Settings(model_dir=trained_model_dir, max_batch=50)})
+    return create_app({"SETTINGS": ServiceSettings(model_dir=trained_model_dir, max_batch=50)})
 
 
 @pytest.fixture
 def app(trained_model_dir):
     """A fresh app over the session's model, with a small batch limit to test it cheaply."""
     from service import create_app
-    from service.config import Settings
+    from service.config import ServiceSettings
 
     return create_app(
-        {"SETTINGS": Settings(model_dir=trained_model_dir, max_batch=50, max_body_bytes=64 * 1024)}
+        {"SETTINGS": ServiceSettings(model_dir=trained_model_dir, max_batch=50, max_body_bytes=64 * 1024)}
     )
 
 

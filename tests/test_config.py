@@ -1,4 +1,4 @@
-"""Settings come from the environment in one place, and bad values name their variable."""
+"""Service settings come from the environment in one place, and bad values name their variable."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from service.config import ConfigError, Settings
+from service.config import ConfigError, ServiceSettings
 
 
 def test_defaults_when_nothing_is_set():
-    settings = Settings.from_env({})
+    settings = ServiceSettings.from_env({})
     assert settings.port == 8080
     assert settings.host == "127.0.0.1"
     assert settings.max_batch == 10_000
@@ -19,7 +19,7 @@ def test_defaults_when_nothing_is_set():
 
 def test_values_are_read_and_typed():
     env = {"MODEL_DIR": "/m", "PORT": "9000", "WORKERS": "3", "MAX_BATCH": "5", "LOG_LEVEL": "debug"}
-    settings = Settings.from_env(env)
+    settings = ServiceSettings.from_env(env)
     assert (settings.model_dir, settings.port, settings.workers, settings.max_batch) == (
         Path("/m"),
         9000,
@@ -42,4 +42,4 @@ def test_values_are_read_and_typed():
 )
 def test_a_bad_value_names_its_variable(key, value):
     with pytest.raises(ConfigError, match=key):
-        Settings.from_env({key: value})
+        ServiceSettings.from_env({key: value})

@@ -15,7 +15,7 @@ from sklearn.model_selection import KFold
 from model import data, evaluate, features, pipeline
 from model.artifact import METADATA_FILE, ArtifactError, verify_artifact
 from model.features import FeatureTransformer
-from model.runtime import Predictor
+from model.runtime import CompiledModel
 from model.schema import FEATURE_NAMES, FEATURES, example_record, schema_fingerprint
 from model.train import AUDIT_FILE, main, train
 from tests.live import ROOT
@@ -36,9 +36,9 @@ def parts(dataset) -> data.Split:
 
 
 @pytest.fixture(scope="module")
-def served(trained_model_dir) -> Predictor:
+def served(trained_model_dir) -> CompiledModel:
     """The served model, loaded the way the service loads it."""
-    return Predictor(trained_model_dir)
+    return CompiledModel(trained_model_dir)
 
 
 def test_dataset_has_20640_rows_in_schema_order(dataset):
@@ -240,9 +240,9 @@ class Block:
         if name.split(".")[0] in {BLOCKED!r}:
             raise ImportError(name + " is not a runtime dependency")
 sys.meta_path.insert(0, Block())
-from service.predictor import Predictor
+from service.predictor import LoadedModel
 import numpy as np
-p = Predictor.load(__import__("pathlib").Path(sys.argv[1]))
+p = LoadedModel.load(__import__("pathlib").Path(sys.argv[1]))
 one = p.predict(np.array([[8.3252, 41.0, 6.984127, 1.02381, 322.0, 2.555556, 37.88, -122.23]]))
 print(json.dumps({{"one": float(one[0]), "modules": sorted({{m.split(".")[0] for m in sys.modules}})}}))
 """

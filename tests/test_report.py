@@ -15,8 +15,8 @@ from PIL import Image
 
 from model import artifact, data, pipeline, report
 from model.schema import FEATURE_NAMES
-from service.config import Settings
-from service.predictor import Predictor
+from service.config import ServiceSettings
+from service.predictor import LoadedModel
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "report"
@@ -124,7 +124,7 @@ def test_report_md_embeds_every_figure_beside_the_metrics(report_dir, metadata):
 
 def test_recording_the_report_keeps_the_models_version(trained_model_dir, metadata):
     # the server verifies the model against metadata.json, report entry and all
-    assert Predictor.load(trained_model_dir).version == metadata["model_version"]
+    assert LoadedModel.load(trained_model_dir).version == metadata["model_version"]
     with pytest.raises(ValueError, match="model_version"):
         artifact.add_to_metadata(trained_model_dir, {"model_version": "0" * 12})
 
@@ -134,7 +134,7 @@ def inputs(trained_model_dir):
     """The served model as the service loads it, the split, and a linear baseline fitted here."""
     parts = data.split(data.load_dataset())
     linear = pipeline.build_linear_baseline().fit(parts.X_train.to_numpy(), parts.y_train.to_numpy())
-    return Predictor.load(trained_model_dir), parts, linear
+    return LoadedModel.load(trained_model_dir), parts, linear
 
 
 def test_the_report_is_deterministic_and_follows_the_model(inputs, tmp_path):
@@ -175,8 +175,9 @@ def test_the_server_side_never_imports_matplotlib(trained_model_dir):
     assert "matplotlib" not in (ROOT / "requirements" / "runtime.txt").read_text()
     code = (
         "import sys; sys.modules['matplotlib'] = None\n"
-        "from pathlib import Path\nfrom service import create_app\nfrom service.config import Settings\n"
-        f"app = create_app({{'SETTINGS': Settings(model_dir=Path({str(trained_model_dir)!r}))}})\n"
+        "from pathlib import Path\nfrom service import create_app\n"
+        "from service.config import ServiceSettings\n"
+        f"app = create_app({{'SETTINGS': ServiceSettings(model_dir=Path({str(trained_model_dir)!r}))}})\n"
         "assert app.test_client().get('/report').status_code == 200\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120)
@@ -248,7 +249,7 @@ def test_a_model_without_a_report_says_so_with_a_404(trained_model_dir, tmp_path
     meta = json.loads((old / artifact.METADATA_FILE).read_text())
     del meta["report"]
     (old / artifact.METADATA_FILE).write_text(json.dumps(meta))
-    client = create_app({"SETTINGS": Settings(model_dir=old)}).test_client()
+    client = create_app({"SETTINGS": ServiceSettings(model_dir=old)}).test_client()
     response = client.get("/report")
     assert response.status_code == 404
     assert "retrain" in response.get_json()["error"]["message"]

@@ -11,7 +11,7 @@ import pytest
 from openapi_spec_validator import validate
 
 from model.schema import FEATURE_NAMES, FEATURES, example_record
-from service.predictor import Predictor
+from service.predictor import LoadedModel
 
 
 def record(**changes):
@@ -50,7 +50,7 @@ def test_predict_one_record_matches_the_model(client, trained_model_dir):
     response = post(client, example_record())
     assert response.status_code == 200
     body = response.get_json()
-    loaded = Predictor.load(trained_model_dir)
+    loaded = LoadedModel.load(trained_model_dir)
     expected = loaded.predict(np.array([[example_record()[n] for n in FEATURE_NAMES]]))[0]
     assert body["prediction"] == pytest.approx(expected, abs=1e-12)
     assert body["price_usd"] == pytest.approx(expected * 100_000, abs=0.01)
@@ -210,7 +210,7 @@ def test_ready_reports_the_model_version(client, trained_model_dir):
     assert response.status_code == 200
     assert response.get_json() == {
         "status": "ready",
-        "model_version": Predictor.load(trained_model_dir).version,
+        "model_version": LoadedModel.load(trained_model_dir).version,
     }
 
 
@@ -221,7 +221,7 @@ def test_ready_is_503_when_the_self_test_fails(app):
 
 def test_metadata_is_the_artifacts(client, trained_model_dir):
     body = client.get("/metadata").get_json()
-    assert body == Predictor.load(trained_model_dir).metadata
+    assert body == LoadedModel.load(trained_model_dir).metadata
 
 
 def test_metrics_count_requests_and_predictions(client):

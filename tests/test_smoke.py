@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from model.schema import BY_NAME, FEATURE_NAMES, TARGET_UNIT_USD
-from service import smoke
+from smoke import client as smoke
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("SCIKIT_LEARN_DATA", ROOT.parent / "shared" / "data" / "scikit_learn_data"))
@@ -40,9 +40,9 @@ def free_port() -> int:
 
 
 def run_smoke(url: str, *args: str, limit: float = 60.0) -> subprocess.CompletedProcess[str]:
-    """`python -m service.smoke URL ...` as a user runs it, in a child process."""
+    """`python -m smoke URL ...` as a user runs it, in a child process."""
     return subprocess.run(
-        [sys.executable, "-m", "service.smoke", url, *args],
+        [sys.executable, "-m", "smoke", url, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -251,17 +251,21 @@ def test_a_url_that_is_not_http_is_a_usage_error(url: str) -> None:
 
 
 def test_imports_nothing_but_the_standard_library_and_the_schema() -> None:
-    tree = ast.parse((ROOT / "service" / "smoke.py").read_text())
+    tree = ast.Module(
+        body=[node for path in (ROOT / "smoke").glob("*.py") for node in ast.parse(path.read_text()).body],
+        type_ignores=[],
+    )
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
-    foreign = {m for m in imported if m.split(".")[0] not in sys.stdlib_module_names} - {"model.schema"}
+    ours = {"model.schema", "smoke.client"}
+    foreign = {m for m in imported if m.split(".")[0] not in sys.stdlib_module_names} - ours
     assert not foreign
 
 
 def test_runs_with_the_standard_library_alone() -> None:
     # -S leaves site-packages off sys.path: what a bare runner's Python has
     done = subprocess.run(
-        [sys.executable, "-S", "-m", "service.smoke", "--help"],
+        [sys.executable, "-S", "-m", "smoke", "--help"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -269,7 +273,7 @@ def test_runs_with_the_standard_library_alone() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert "usage: python -m service.smoke" in done.stdout
+    assert "usage: python -m smoke" in done.stdout
 
 
 def test_a_4xx_answer_is_a_response_not_an_exception() -> None:

@@ -173,9 +173,9 @@ def test_the_smoke_job_runs_after_deploy_against_the_stacks_url_output() -> None
     assert smoke["needs"] == "deploy"
     (up,) = [s for s in steps_using(deploy, "pulumi/actions") if s.get("with", {}).get("command") == "up"]
     assert deploy["outputs"]["url"] == f"${{{{ steps.{up['id']}.outputs.url }}}}"
-    (run,) = [s for s in smoke["steps"] if "service.smoke" in s.get("run", "")]
+    (run,) = [s for s in smoke["steps"] if "smoke" in s.get("run", "")]
     assert run["env"]["URL"] == "${{ needs.deploy.outputs.url }}"
-    assert run["run"].startswith('python -m service.smoke "$URL"')
+    assert run["run"].startswith('python -m smoke "$URL"')
 
 
 def test_the_smoke_job_installs_nothing_the_standard_library_lacks() -> None:
@@ -196,7 +196,7 @@ def test_rollback_is_manual_takes_a_digest_and_smoke_tests_after() -> None:
     assert any("config set" in s.get("run", "") and "imageDigest" in s.get("run", "") for s in steps)
     smoke = job("rollback.yml", "smoke")
     assert smoke["needs"] == "rollback"
-    assert "service.smoke" in " ".join(s.get("run", "") for s in smoke["steps"])
+    assert "smoke" in " ".join(s.get("run", "") for s in smoke["steps"])
 
 
 def test_destroy_is_manual_and_asks_for_the_stack_name_typed_out() -> None:

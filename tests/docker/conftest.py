@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from service.predictor import Predictor
+from service.predictor import LoadedModel
 from tests.docker.helpers import BUILD_TIMEOUT, IMAGE, LABEL, READY_TIMEOUT, clean_checkout, docker, free_port
 
 
@@ -40,7 +40,7 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> BuiltImage:
 
 
 @pytest.fixture(scope="session")
-def image_artifact(image: BuiltImage, tmp_path_factory: pytest.TempPathFactory) -> Predictor:
+def image_artifact(image: BuiltImage, tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
     """The model baked into the image, verified and loaded in this process as the service loads it."""
     out = tmp_path_factory.mktemp("artifact")
     created = docker("create", "--label", LABEL, image.tag).stdout.strip()
@@ -48,7 +48,7 @@ def image_artifact(image: BuiltImage, tmp_path_factory: pytest.TempPathFactory) 
         docker("cp", f"{created}:/opt/model/.", str(out))
     finally:
         docker("rm", "--force", created, check=False)
-    return Predictor.load(out)
+    return LoadedModel.load(out)
 
 
 @dataclass

@@ -9,13 +9,13 @@ import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-IMAGE = "cali-housing:test"
+IMAGE = os.environ.get("CALI_TEST_IMAGE", "cali-housing:test")  # another name keeps parallel checkouts apart
 BASE_IMAGE = "python:3.11-slim-bookworm"
 DATA = Path(os.environ.get("SCIKIT_LEARN_DATA", ROOT.parent / "shared" / "data" / "scikit_learn_data"))
 LABEL = "cali-housing-tests"  # every container the tests start carries it, for cleanup by hand if need be
 BUILD_TIMEOUT = 1800  # seconds; training inside the build is slow on a busy two-core machine
 READY_TIMEOUT = 90  # seconds from `docker run` to /ready answering 200
-GRACEFUL_TIMEOUT = 20  # service.config.Settings.graceful_timeout, the image's default
+GRACEFUL_TIMEOUT = 20  # service.config.ServiceSettings.graceful_timeout, the image's default
 
 
 def docker(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:

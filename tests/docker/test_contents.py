@@ -22,6 +22,8 @@ print(json.dumps({
     "training_only": [m for m in ("pandas", "sklearn", "scipy", "lightgbm", "joblib", "matplotlib")
                       if importlib.util.find_spec(m)],
     "pip_in_venv": bool(glob.glob("/opt/venv/lib/python3*/site-packages/pip")),
+    "smoke_client": [p for p in ("/app/smoke", "/app/service/smoke.py") if os.path.exists(p)]
+                    + (["importable"] if importlib.util.find_spec("smoke") else []),
     "datasets": [p for root in ("/app", "/opt", "/data", "/root", "/home", "/tmp", "/usr", "/var")
                  for pattern in ("*.pkz", "cal_housing*")
                  for p in glob.glob(f"{root}/**/{pattern}", recursive=True)],
@@ -66,6 +68,11 @@ def test_runtime_image_has_no_test_tools_training_libraries_or_pip(contents: dic
     assert contents["test_tools"] == []
     assert contents["training_only"] == []
     assert contents["pip_in_venv"] is False
+
+
+def test_runtime_image_has_no_smoke_client(contents: dict) -> None:
+    # the smoke client checks a deployed service from outside; it is no part of what serves
+    assert contents["smoke_client"] == []
 
 
 def test_runtime_image_has_no_dataset_and_no_pip_cache(contents: dict) -> None:

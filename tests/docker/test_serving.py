@@ -15,7 +15,7 @@ import requests
 
 from model import data
 from model.schema import FEATURE_NAMES, TARGET_UNIT_USD, example_record
-from service.predictor import Predictor
+from service.predictor import LoadedModel
 from tests.docker.conftest import Container
 from tests.docker.helpers import GRACEFUL_TIMEOUT, READY_TIMEOUT, docker
 
@@ -32,13 +32,13 @@ def rows() -> list[dict[str, float]]:
     ]
 
 
-def expected(artifact: Predictor, records: list[dict[str, float]]) -> np.ndarray:
+def expected(artifact: LoadedModel, records: list[dict[str, float]]) -> np.ndarray:
     """What the model predicts for the records in this process."""
     X = np.array([[record[name] for name in FEATURE_NAMES] for record in records], dtype=np.float64)
     return np.asarray(artifact.predict(X), dtype=np.float64)
 
 
-def test_ready_answers_with_the_baked_model_version(served: Container, image_artifact: Predictor) -> None:
+def test_ready_answers_with_the_baked_model_version(served: Container, image_artifact: LoadedModel) -> None:
     answer = requests.get(f"{served.url}/ready", timeout=5)
     assert answer.status_code == 200
     assert answer.json()["model_version"] == image_artifact.version
@@ -46,7 +46,7 @@ def test_ready_answers_with_the_baked_model_version(served: Container, image_art
 
 
 def test_single_predictions_match_the_in_process_model(
-    served: Container, image_artifact: Predictor, rows: list[dict[str, float]]
+    served: Container, image_artifact: LoadedModel, rows: list[dict[str, float]]
 ) -> None:
     want = expected(image_artifact, rows[:5])
     for record, value in zip(rows[:5], want, strict=True):
@@ -59,7 +59,7 @@ def test_single_predictions_match_the_in_process_model(
 
 
 def test_batch_predictions_match_the_in_process_model_in_order(
-    served: Container, image_artifact: Predictor, rows: list[dict[str, float]]
+    served: Container, image_artifact: LoadedModel, rows: list[dict[str, float]]
 ) -> None:
     answer = requests.post(f"{served.url}/predict", json={"instances": rows}, timeout=10)
     assert answer.status_code == 200, answer.text

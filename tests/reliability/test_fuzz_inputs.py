@@ -30,10 +30,10 @@ def fuzz_app(trained_model_dir):
     from threadpoolctl import threadpool_limits
 
     from service import create_app
-    from service.config import Settings
+    from service.config import ServiceSettings
 
     app = create_app(
-        {"SETTINGS": Settings(model_dir=trained_model_dir, max_batch=MAX_BATCH, log_level="WARNING")}
+        {"SETTINGS": ServiceSettings(model_dir=trained_model_dir, max_batch=MAX_BATCH, log_level="WARNING")}
     )
     # One native thread, as in a gunicorn worker (service/gunicorn_conf.py): on two busy cores the
     # default pool makes each prediction a hundred times slower.

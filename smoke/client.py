@@ -1,4 +1,4 @@
-"""The smoke test of a running service: `python -m service.smoke URL`.
+"""The smoke test of a running service: `python -m smoke URL`.
 
 It waits for `/health` to answer until a deadline (a fresh server takes minutes to boot, pull the
 image and load the model), then checks what a client relies on: `/ready`, one prediction of a
@@ -48,7 +48,7 @@ class Response:
 
 
 @dataclass(frozen=True)
-class Settings:
+class SmokeOptions:
     """How long to wait and for what.
 
     Attributes:
@@ -101,7 +101,7 @@ def _describe(err: BaseException) -> str:
 
 
 def wait_for_health(
-    settings: Settings, *, clock: Callable[[], float] = time.monotonic, sleep=time.sleep
+    settings: SmokeOptions, *, clock: Callable[[], float] = time.monotonic, sleep=time.sleep
 ) -> None:
     """Poll `/health` until it answers 200 {"status": "ok"} or the deadline passes.
 
@@ -168,7 +168,7 @@ def _check_price(prediction: float, price_usd: float, what: str, bounds: tuple[f
 class Smoke:
     """The checks after `/health`, each raising SmokeFailure; they share what earlier ones saw."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: SmokeOptions) -> None:
         self.settings = settings
         self.ready_version: str | None = None
         self.single_prediction: float | None = None
@@ -250,7 +250,7 @@ class Smoke:
         ]
 
 
-def run(settings: Settings, out=sys.stdout, err=sys.stderr) -> int:
+def run(settings: SmokeOptions, out=sys.stdout, err=sys.stderr) -> int:
     """Run every check; print one line per failure to `err`. Returns the exit status."""
     started = time.monotonic()
     try:
@@ -275,26 +275,22 @@ def run(settings: Settings, out=sys.stdout, err=sys.stderr) -> int:
     return 0
 
 
-def parse_args(argv: Sequence[str] | None = None) -> Settings:
-    """Read the command line into Settings; a URL that is not http(s) is a usage error."""
-    parser = argparse.ArgumentParser(prog="python -m service.smoke", description=__doc__.splitlines()[0])
+def parse_args(argv: Sequence[str] | None = None) -> SmokeOptions:
+    """Read the command line into SmokeOptions; a URL that is not http(s) is a usage error."""
+    parser = argparse.ArgumentParser(prog="python -m smoke", description=__doc__.splitlines()[0])
     parser.add_argument("url", help="base URL of the service, e.g. http://1.2.3.4")
-    parser.add_argument("--wait", type=float, default=Settings.wait, help="seconds to wait for /health")
-    parser.add_argument("--interval", type=float, default=Settings.interval, help="seconds between tries")
-    parser.add_argument("--timeout", type=float, default=Settings.timeout, help="seconds per request")
+    parser.add_argument("--wait", type=float, default=SmokeOptions.wait, help="seconds to wait for /health")
+    parser.add_argument("--interval", type=float, default=SmokeOptions.interval, help="seconds between tries")
+    parser.add_argument("--timeout", type=float, default=SmokeOptions.timeout, help="seconds per request")
     args = parser.parse_args(argv)
     parts = urllib.parse.urlsplit(args.url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         parser.error(f"URL must be http:// or https:// with a host, got {args.url!r}")
     if args.wait <= 0 or args.interval < 0 or args.timeout <= 0:
         parser.error("--wait and --timeout must be positive, --interval not negative")
-    return Settings(args.url.rstrip("/"), args.wait, args.interval, args.timeout)
+    return SmokeOptions(args.url.rstrip("/"), args.wait, args.interval, args.timeout)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The command's entry point."""
     return run(parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
