@@ -4,8 +4,9 @@
         [--tolerance 0.005] [--summary "$GITHUB_STEP_SUMMARY"]
 
 The candidate's holdout metrics are compared with the live service's `/metadata`, metric by metric,
-for every holdout metric both record (the names come from the metadata, so a change to the
-evaluation's keys needs no change here). Exit codes, each with one line on stdout:
+for every metric both record whose name ends in rmse, mae, mse, mape or r2 (the names come from the
+metadata, so a change to the evaluation's keys needs no change here).
+Exit codes, each with one line on stdout:
 
 * 0: the candidate is no worse than the live model beyond the tolerance, or there is no live
   service yet (a first deploy), said as a note;
@@ -65,7 +66,7 @@ class Verdict:
     comparisons: tuple[Comparison, ...] = ()
 
 
-def _direction(name: str) -> int | None:
+def direction(name: str) -> int | None:
     """+1 when lower is better, -1 when higher is better, None for a metric with no direction."""
     last = name.lower().rsplit("_", 1)[-1]
     if last in LOWER_IS_BETTER:
@@ -76,14 +77,18 @@ def _direction(name: str) -> int | None:
 
 
 def holdout_metrics(metadata: dict[str, Any]) -> dict[str, float]:
-    """The metrics measured on the holdout (keys starting with "test_") that have a direction."""
+    """The metrics in metadata.json's "metrics" whose name says which way is better.
+
+    Any name ending in a known error or score (test_rmse, test_mae, test_r2, holdout_rmse, ...) is
+    compared; the others (cv_rmse_mean, train_seconds) say nothing about the holdout.
+    """
     metrics = metadata.get("metrics")
     if not isinstance(metrics, dict):
         return {}
     return {
         k: float(v)
         for k, v in metrics.items()
-        if k.startswith("test_") and isinstance(v, int | float) and _direction(k) is not None
+        if isinstance(v, int | float) and not isinstance(v, bool) and direction(k) is not None
     }
 
 
@@ -135,7 +140,7 @@ def compare(candidate: dict[str, Any], live: dict[str, Any], tolerance: float) -
     if not common:
         return Verdict(INCOMPARABLE, "gate: not comparable: no holdout metric recorded by both models")
     comparisons = tuple(
-        Comparison(name, ours[name], theirs[name], (ours[name] - theirs[name]) * _direction(name))
+        Comparison(name, ours[name], theirs[name], (ours[name] - theirs[name]) * direction(name))
         for name in common
     )
     worst = max(comparisons, key=lambda c: c.worse_by)

@@ -20,6 +20,7 @@ import math
 import mmap
 import os
 import tempfile
+import threading
 from bisect import bisect_left
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -69,6 +70,8 @@ class DriftWindow:
         size = 8 * _HEADER + ring_padded + 8 * ncol * MAX_BINS + 8 * ncol
         path = Path(folder or tempfile.mkdtemp(prefix="cali-drift-")) / WINDOW_FILE
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        # flock excludes other processes only: threads share the descriptor (gthread workers)
+        self._thread_lock = threading.Lock()
         with self._locked():
             header = os.pread(self._fd, 8 * _HEADER, 0)
             expected = (_MAGIC, window, ncol)
@@ -104,11 +107,12 @@ class DriftWindow:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        with self._thread_lock:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def record(self, X: np.ndarray, predictions: np.ndarray) -> None:
         """Count predicted records into the window: the one call the predict path makes.
@@ -143,7 +147,8 @@ class DriftWindow:
         bins = [bisect_left(e, v) for e, v in zip(self._edge_lists, values, strict=True)]
         ncol = len(COLUMNS)
         counts, sums = self._counts_mv, self._sums_mv
-        fcntl.flock(self._fd, fcntl.LOCK_EX)  # not _locked(): a context manager costs more than the write
+        self._thread_lock.acquire()  # not _locked(): a context manager costs more than the write
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
         try:
             cursor = self._header_mv[1]
             at = self._ring_offset + (cursor % self.window) * ncol
@@ -154,6 +159,7 @@ class DriftWindow:
                 sums[j] += values[j]
         finally:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
+            self._thread_lock.release()
 
     def recent_counts(self) -> tuple[int, list[np.ndarray]]:
         """How many records the window holds, and each column's count per bin among them."""

@@ -120,7 +120,7 @@ class DriftCollector:
             edges, shares = self._window.edges(j), self._window.reference_shares(j)
             row = counts[j, : len(shares)]
             cumulative = np.cumsum(row)
-            buckets = [(f"{e:g}", float(c)) for e, c in zip(edges, cumulative[:-1], strict=True)]
+            buckets = [(str(e), float(c)) for e, c in zip(edges, cumulative[:-1], strict=True)]
             histogram.add_metric([column], [*buckets, ("+Inf", float(cumulative[-1]))], float(sums[j]))
             for i, share in enumerate(shares):
                 per_bin.add_metric([column, str(i)], float(row[i]))

@@ -25,6 +25,7 @@ from typing import IO
 
 NAMESPACE = "CaliHousing"
 # Service-wide metrics: no dimension (one stack per account and region), so each costs one custom metric.
+# An empty DimensionSet is valid EMF (open-telemetry/opentelemetry-collector-contrib#13766, citing the spec).
 REQUESTS = "Requests"  # Count: requests answered in the interval, every route
 ERRORS_5XX = "Errors5xx"  # Count: of those, answered with a 5xx
 LATENCY_P99 = "LatencyP99"  # Milliseconds: the interval's 99th percentile (upper bucket bound)

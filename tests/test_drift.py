@@ -217,7 +217,7 @@ def test_metrics_expose_histograms_with_the_reference_edges(client, trained_mode
     text = client.get("/metrics").get_data(as_text=True)
     edges = load_profile(trained_model_dir)["MedInc"].edges
     for e in edges:
-        assert f'model_input_value_bucket{{column="MedInc",le="{e:g}"}}' in text
+        assert f'model_input_value_bucket{{column="MedInc",le="{e}"}}' in text
     assert 'model_input_value_count{column="MedInc"} 1.0' in text
     assert 'model_input_bin_records_total{bin="0",column="MedInc"}' in text or (
         'model_input_bin_records_total{column="MedInc",bin="0"}' in text

@@ -70,7 +70,7 @@ def run_gate(candidate: dict, live_url: str, tmp_path: Path, *extra: str) -> sub
 
 
 def _lower_is_better_metric(metadata: dict) -> str:
-    names = [k for k in gate.holdout_metrics(metadata) if gate._direction(k) == 1]
+    names = [k for k in gate.holdout_metrics(metadata) if gate.direction(k) == 1]
     assert names, "the trained metadata records no holdout error metric"
     return names[0]
 
@@ -103,7 +103,7 @@ def test_a_loss_within_the_tolerance_passes(metadata_server, live_metadata, tmp_
 def test_higher_r2_is_better_not_worse(live_metadata) -> None:
     better = copy.deepcopy(live_metadata)
     for name in gate.holdout_metrics(better):
-        better["metrics"][name] -= 0.05 * gate._direction(name)  # every metric improves
+        better["metrics"][name] -= 0.05 * gate.direction(name)  # every metric improves
     verdict = gate.compare(better, live_metadata, 0.0)
     assert verdict.code == gate.PASS
 
