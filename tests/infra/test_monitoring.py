@@ -37,6 +37,11 @@ def deployment(request, prod: Deployment, fleet: Deployment) -> Deployment:
     return prod if request.param == "single" else fleet
 
 
+def monitoring_alarms(deployment: Deployment) -> list:
+    """The alarms of the Monitoring component (the server's own recovery alarm acts, not notifies)."""
+    return [a for a in deployment.of_type(ALARM) if "cali:aws:Monitoring$" in a.urn]
+
+
 def _metrics_of(alarm) -> list[tuple[str, str]]:
     """(namespace, metric name) of everything an alarm reads."""
     if alarm.inputs.get("metricName"):
@@ -50,15 +55,15 @@ def _metrics_of(alarm) -> list[tuple[str, str]]:
 
 def test_every_alarm_notifies_the_topic(deployment: Deployment) -> None:
     topic = deployment.one(TOPIC)
-    alarms = deployment.of_type(ALARM)
-    assert alarms
+    alarms = monitoring_alarms(deployment)
+    assert len(alarms) == (4 if deployment.exports.get("autoscaling_group") else 3)
     for alarm in alarms:
         assert alarm.inputs["alarmActions"] == [topic.inputs["arn"]], alarm.name
         assert alarm.inputs["okActions"] == [topic.inputs["arn"]], alarm.name
 
 
 def test_alarms_read_only_metrics_the_service_writes(deployment: Deployment) -> None:
-    for alarm in deployment.of_type(ALARM):
+    for alarm in monitoring_alarms(deployment):
         for namespace, metric in _metrics_of(alarm):
             if namespace == telemetry.NAMESPACE:
                 assert metric in EMITTED, (alarm.name, metric)
@@ -67,7 +72,7 @@ def test_alarms_read_only_metrics_the_service_writes(deployment: Deployment) -> 
 
 
 def test_the_service_alarms_exist_in_both_modes(deployment: Deployment) -> None:
-    read = {m for a in deployment.of_type(ALARM) for _, m in _metrics_of(a)}
+    read = {m for a in monitoring_alarms(deployment) for _, m in _metrics_of(a)}
     assert {telemetry.ERRORS_5XX, telemetry.REQUESTS, telemetry.LATENCY_P99, telemetry.DRIFT_PSI_MAX} <= read
 
 
@@ -113,12 +118,12 @@ def test_dashboard_shows_requests_errors_latency_and_drift(deployment: Deploymen
     assert per_feature == set(FEATURE_NAMES)
 
 
-def test_monitoring_is_a_component_of_the_program(deployment: Deployment) -> None:
+def test_topic_key_and_dashboard_belong_to_the_monitoring_component(deployment: Deployment) -> None:
     (component,) = [r for r in deployment.resources if r.typ == "cali:aws:Monitoring"]
-    for typ in (ALARM, TOPIC, DASHBOARD, KEY):
-        for resource in deployment.of_type(typ):
-            assert resource.urn.split("::")[-2].startswith("cali:aws:Monitoring$"), resource.urn
     assert component.name == "cali"
+    for typ in (TOPIC, DASHBOARD, KEY):
+        (resource,) = deployment.of_type(typ)
+        assert resource.urn.split("::")[-2].startswith("cali:aws:Monitoring$"), resource.urn
 
 
 def test_no_email_subscription_unless_configured(prod: Deployment) -> None:
