@@ -248,6 +248,12 @@ def _drift(url: str) -> dict:
         return json.load(response)
 
 
+def drift_report(url: str) -> subprocess.CompletedProcess[str]:
+    """The weekly workflow's command against the server."""
+    command = [sys.executable, "-m", "smoke.drift_report", url]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+
+
 def _statuses(report: dict) -> dict[str, str]:
     return {name: entry["status"] for name, entry in report["features"].items()}
 
@@ -276,24 +282,12 @@ def test_live_replay_of_the_test_split_is_stable_then_drift_is_caught_then_forgo
     flagged = {name for name, status in _statuses(report).items() if status == DRIFT}
     assert flagged == {"MedInc", "HouseAge"}, report
     # the weekly report fails on it, naming both
-    done = subprocess.run(
-        [sys.executable, "-m", "smoke.drift_report", url],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = drift_report(url)
     assert done.returncode == 1
     assert done.stdout.splitlines()[-1] == "drift report: drift in HouseAge, MedInc"
 
     _replay(url, cycle(test_rows, WINDOW))
     assert set(_statuses(_drift(url)).values()) == {STABLE}
-    done = subprocess.run(
-        [sys.executable, "-m", "smoke.drift_report", url],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = drift_report(url)
     assert done.returncode == 0
     assert "| MedInc |" in done.stdout

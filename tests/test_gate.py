@@ -11,16 +11,14 @@ import copy
 import json
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from model import gate
 from model.artifact import METADATA_FILE
-from tests.live import ROOT, free_port
+from tests.live import ROOT, free_port, stop, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -29,30 +27,23 @@ def live_metadata(trained_model_dir) -> dict:
     return json.loads((trained_model_dir / METADATA_FILE).read_text())
 
 
-@pytest.fixture
-def metadata_server(live_metadata) -> Iterator[str]:
-    """A real HTTP server answering GET /metadata with the live model's metadata."""
-    body = json.dumps(live_metadata).encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            status = 200 if self.path == "/metadata" else 404
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(body if status == 200 else b"{}")
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+@pytest.fixture(scope="module")
+def metadata_server(live_metadata, tmp_path_factory) -> Iterator[str]:
+    """A real HTTP server (python -m http.server) whose GET /metadata is the live model's metadata."""
+    folder = tmp_path_factory.mktemp("live")
+    (folder / "metadata").write_text(json.dumps(live_metadata))
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(folder)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        wait_for(f"{url}/metadata", 30, proc)
+        yield url
     finally:
-        server.shutdown()
-        server.server_close()
+        stop(proc)
 
 
 def run_gate(candidate: dict, live_url: str, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
