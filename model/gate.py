@@ -140,7 +140,7 @@ def compare(candidate: dict[str, Any], live: dict[str, Any], tolerance: float) -
     if not common:
         return Verdict(INCOMPARABLE, "gate: not comparable: no holdout metric recorded by both models")
     comparisons = tuple(
-        Comparison(name, ours[name], theirs[name], (ours[name] - theirs[name]) * direction(name))
+        Comparison(name, ours[name], theirs[name], (ours[name] - theirs[name]) * direction(name) + 0.0)
         for name in common
     )
     worst = max(comparisons, key=lambda c: c.worse_by)

@@ -163,9 +163,11 @@ class _Counters:
                     bounds[le] = bounds.get(le, 0.0) + sample.value  # summed over routes
         edges = sorted(bounds)
         cumulative = [bounds[e] for e in edges]
-        previous = self._last or (0.0, 0.0, [0.0] * len(cumulative))
+        previous = self._last or (0.0, 0.0, [])
         self._last = (requests, errors, cumulative)
-        delta = [c - p for c, p in zip(cumulative, previous[2], strict=False)]
+        # a route's buckets appear with its first request: compare against zeros until then
+        before = previous[2] if len(previous[2]) == len(cumulative) else [0.0] * len(cumulative)
+        delta = [c - p for c, p in zip(cumulative, before, strict=True)]
         per_bucket = [delta[0], *np.diff(delta).tolist()] if delta else []
         p99_s = p99_from_buckets(edges, per_bucket) if per_bucket else None
         p99_ms = None if p99_s is None or not math.isfinite(p99_s) else p99_s * 1000

@@ -198,3 +198,18 @@ def test_the_real_server_prints_valid_emf_lines(trained_model_dir) -> None:
     assert docs, "the server printed no EMF line"
     assert sum(d.get(telemetry.REQUESTS, 0) for d in docs) >= 2  # /ready and /predict at least
     assert any(d.get(telemetry.FEATURE_DIMENSION) == "MedInc" for d in docs)
+
+
+def test_interval_figures_count_only_the_interval_and_see_the_first_requests_latency(app) -> None:
+    from service.monitor import _Counters
+
+    counters = _Counters(app.extensions["metrics"])
+    assert counters.read() == (0, 0, None)  # before any request: no route's histogram exists yet
+    client = app.test_client()
+    client.get("/health")
+    client.get("/health")
+    requests, errors, p99_ms = counters.read()
+    assert (requests, errors) == (2, 0)
+    assert p99_ms is not None
+    assert p99_ms > 0
+    assert counters.read() == (0, 0, None)  # nothing new in the next interval
