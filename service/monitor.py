@@ -140,7 +140,7 @@ def exposition() -> bytes:
     return generate_latest(registry)
 
 
-class _Counters:
+class IntervalCounters:
     """This worker's request counters and latency histogram, turned into per-interval differences."""
 
     def __init__(self, metrics: Any) -> None:
@@ -148,6 +148,7 @@ class _Counters:
         self._last: tuple[float, float, list[float]] | None = None
 
     def read(self) -> tuple[int, int, float | None]:
+        """Requests, 5xx and p99 latency (ms; None without requests) since the previous call."""
         requests = errors = 0.0
         for family in self._metrics.requests.collect():
             for sample in family.samples:
@@ -179,7 +180,7 @@ def start_telemetry(app: Flask) -> Emitter | None:
     interval = app.config["SETTINGS"].telemetry_interval
     if interval <= 0:
         return None
-    counters = _Counters(app.extensions["metrics"])
+    counters = IntervalCounters(app.extensions["metrics"])
     window = app.extensions["drift"]
 
     def snapshot() -> Snapshot:

@@ -201,9 +201,9 @@ def test_the_real_server_prints_valid_emf_lines(trained_model_dir) -> None:
 
 
 def test_interval_figures_count_only_the_interval_and_see_the_first_requests_latency(app) -> None:
-    from service.monitor import _Counters
+    from service.monitor import IntervalCounters
 
-    counters = _Counters(app.extensions["metrics"])
+    counters = IntervalCounters(app.extensions["metrics"])
     assert counters.read() == (0, 0, None)  # before any request: no route's histogram exists yet
     client = app.test_client()
     client.get("/health")
