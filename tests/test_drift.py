@@ -125,9 +125,10 @@ def test_one_row_and_batch_paths_count_the_same_bins(trained_model_dir, tmp_path
     profile = load_profile(trained_model_dir)
     rows = test_rows[:50]
     predictions = rows[:, 0] * 0.4  # any values: only the binning is compared
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
     one_by_one = DriftWindow(profile, 100, str(tmp_path / "a"))
     batch = DriftWindow(profile, 100, str(tmp_path / "b"))
-    (tmp_path / "a").mkdir(exist_ok=True), (tmp_path / "b").mkdir(exist_ok=True)
     for row, p in zip(rows, predictions, strict=True):
         one_by_one.record(row[None, :], np.array([p]))
     batch.record(rows, predictions)
