@@ -211,19 +211,30 @@ def test_drift_page_is_linked_from_the_playground_and_the_report(client) -> None
 
 
 def test_metrics_expose_histograms_with_the_reference_edges(client, trained_model_dir) -> None:
-    client.post(
-        "/predict",
-        json=dict(zip(FEATURE_NAMES, [8.3252, 41, 6.98, 1.02, 322, 2.56, 37.88, -122.23], strict=True)),
-    )
-    text = client.get("/metrics").get_data(as_text=True)
-    edges = load_profile(trained_model_dir)["MedInc"].edges
-    for e in edges:
-        assert f'model_input_value_bucket{{column="MedInc",le="{e}"}}' in text
-    assert 'model_input_value_count{column="MedInc"} 1.0' in text
-    assert 'model_input_bin_records_total{bin="0",column="MedInc"}' in text or (
-        'model_input_bin_records_total{column="MedInc",bin="0"}' in text
-    )
-    assert 'model_input_reference_share{column="MedInc",bin="0"}' in text
+    from prometheus_client.parser import text_string_to_metric_families
+
+    record = dict(zip(FEATURE_NAMES, [8.3252, 41, 6.98, 1.02, 322, 2.56, 37.88, -122.23], strict=True))
+    client.post("/predict", json=record)
+    families = {
+        f.name: f for f in text_string_to_metric_families(client.get("/metrics").get_data(as_text=True))
+    }
+    ref = load_profile(trained_model_dir)["MedInc"]
+    medinc = [s for s in families["model_input_value"].samples if s.labels["column"] == "MedInc"]
+    buckets = [s for s in medinc if s.name.endswith("_bucket")]
+    assert [float(s.labels["le"]) for s in buckets] == [*ref.edges, float("inf")]
+    assert [s.value for s in medinc if s.name.endswith("_count")] == [1.0]
+    # the record's bin, counted once; the training share of every bin beside it
+    expected_bin = int(bin_index(np.asarray(ref.edges), np.array([record["MedInc"]]))[0])
+    per_bin = {
+        s.labels["bin"]: s.value
+        for s in families["model_input_bin_records"].samples
+        if s.labels["column"] == "MedInc" and s.name.endswith("_total")
+    }
+    assert per_bin == {str(i): float(i == expected_bin) for i in range(len(ref.shares))}
+    shares = [
+        s.value for s in families["model_input_reference_share"].samples if s.labels["column"] == "MedInc"
+    ]
+    assert shares == list(ref.shares)
 
 
 # ---- the real server: gunicorn, 2 workers ------------------------------------------------------
