@@ -314,11 +314,8 @@ def ensure_kms_key(kms: Any) -> tuple[str, list[str]]:
         BootstrapError: The alias names a key that is pending deletion.
     """
     changed: list[str] = []
-    try:
-        metadata = kms.describe_key(KeyId=perms.KMS_ALIAS)["KeyMetadata"]
-    except ClientError as err:
-        if err.response.get("Error", {}).get("Code") != "NotFoundException":
-            raise
+    metadata = _absent_on("NotFoundException")(lambda: kms.describe_key(KeyId=perms.KMS_ALIAS)["KeyMetadata"])
+    if metadata is None:
         metadata = kms.create_key(
             Description="Pulumi secrets provider of the cali-housing stacks (python -m infra.bootstrap)",
             KeyUsage="ENCRYPT_DECRYPT",
@@ -352,11 +349,8 @@ def ensure_managed_policy(
     """
     arn = f"arn:aws:iam::{account}:policy/{name}"
     body = json.dumps(document, separators=(",", ":"))
-    try:
-        policy = iam.get_policy(PolicyArn=arn)["Policy"]
-    except ClientError as err:
-        if err.response.get("Error", {}).get("Code") != "NoSuchEntity":
-            raise
+    policy = _absent_on("NoSuchEntity")(lambda: iam.get_policy(PolicyArn=arn)["Policy"])
+    if policy is None:
         iam.create_policy(
             PolicyName=name,
             PolicyDocument=body,
@@ -397,11 +391,8 @@ def ensure_role(iam: Any, spec: RoleSpec) -> tuple[str, list[str]]:
         The role's ARN, and what was changed (differences as unified diffs).
     """
     changed: list[str] = []
-    try:
-        role = iam.get_role(RoleName=spec.name)["Role"]
-    except ClientError as err:
-        if err.response.get("Error", {}).get("Code") != "NoSuchEntity":
-            raise
+    role = _absent_on("NoSuchEntity")(lambda: iam.get_role(RoleName=spec.name)["Role"])
+    if role is None:
         role = iam.create_role(
             RoleName=spec.name,
             AssumeRolePolicyDocument=json.dumps(spec.trust),

@@ -129,6 +129,17 @@ KMS_KEYS = f"{ARN}:kms:{{region}}:{{account}}:key/*"
 # SNS defines no resource for a subscription's own actions; the region is what can be pinned.
 THIS_REGION = {"StringEquals": {"aws:RequestedRegion": "{region}"}}
 
+
+def ec2_create(*actions: str) -> Grant:
+    """EC2 creates in this account and region, only when the request tags the new resource."""
+    return write(*actions, on=[EC2_HERE], when=CREATED_TAGGED)
+
+
+def ec2_change(*actions: str) -> Grant:
+    """EC2 changes and deletes, only of resources that already carry the stack's tag."""
+    return write(*actions, on=[EC2_HERE], when=TAGGED)
+
+
 # ECR: what a `docker push` and a pull (cache, digest checks) of the stack's own repository call.
 ECR_PULL = ("ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer")
 ECR_PUSH = ("ecr:InitiateLayerUpload", "ecr:UploadLayerPart", "ecr:CompleteLayerUpload", "ecr:PutImage")
@@ -152,7 +163,7 @@ EC2_TAGS = (
         on=[EC2_HERE],
         when={"StringEquals": {"ec2:CreateAction": [a.split(":")[1] for a in EC2_CREATES]}},
     ),
-    write("ec2:CreateTags", "ec2:DeleteTags", on=[EC2_HERE], when=TAGGED),
+    ec2_change("ec2:CreateTags", "ec2:DeleteTags"),
 )
 S3_BUCKET_READ = read(
     "s3:ListBucket",
@@ -354,59 +365,40 @@ RESOURCE_TYPES: dict[str, tuple[Grant, ...]] = {
             "ec2:DescribeNetworkAcls",
             "ec2:DescribeSecurityGroups",
         ),
-        write("ec2:CreateVpc", on=[EC2_HERE], when=CREATED_TAGGED),
-        write("ec2:ModifyVpcAttribute", "ec2:DeleteVpc", on=[EC2_HERE], when=TAGGED),
+        ec2_create("ec2:CreateVpc"),
+        ec2_change("ec2:ModifyVpcAttribute", "ec2:DeleteVpc"),
         *EC2_TAGS,
     ),
     "aws:ec2/internetGateway:InternetGateway": (
         read("ec2:DescribeInternetGateways"),
-        write("ec2:CreateInternetGateway", on=[EC2_HERE], when=CREATED_TAGGED),
-        write(
-            "ec2:AttachInternetGateway",
-            "ec2:DetachInternetGateway",
-            "ec2:DeleteInternetGateway",
-            on=[EC2_HERE],
-            when=TAGGED,
-        ),
+        ec2_create("ec2:CreateInternetGateway"),
+        ec2_change("ec2:AttachInternetGateway", "ec2:DetachInternetGateway", "ec2:DeleteInternetGateway"),
     ),
     "aws:ec2/routeTable:RouteTable": (
         read("ec2:DescribeRouteTables"),
-        write("ec2:CreateRouteTable", on=[EC2_HERE], when=CREATED_TAGGED),
-        write(
-            "ec2:CreateRoute",
-            "ec2:ReplaceRoute",
-            "ec2:DeleteRoute",
-            "ec2:DeleteRouteTable",
-            on=[EC2_HERE],
-            when=TAGGED,
-        ),
+        ec2_create("ec2:CreateRouteTable"),
+        ec2_change("ec2:CreateRoute", "ec2:ReplaceRoute", "ec2:DeleteRoute", "ec2:DeleteRouteTable"),
     ),
     "aws:ec2/subnet:Subnet": (
         read("ec2:DescribeSubnets"),
-        write("ec2:CreateSubnet", on=[EC2_HERE], when=CREATED_TAGGED),
-        write("ec2:ModifySubnetAttribute", "ec2:DeleteSubnet", on=[EC2_HERE], when=TAGGED),
+        ec2_create("ec2:CreateSubnet"),
+        ec2_change("ec2:ModifySubnetAttribute", "ec2:DeleteSubnet"),
     ),
     "aws:ec2/routeTableAssociation:RouteTableAssociation": (
         read("ec2:DescribeRouteTables"),
-        write(
-            "ec2:AssociateRouteTable",
-            "ec2:DisassociateRouteTable",
-            "ec2:ReplaceRouteTableAssociation",
-            on=[EC2_HERE],
-            when=TAGGED,
+        ec2_change(
+            "ec2:AssociateRouteTable", "ec2:DisassociateRouteTable", "ec2:ReplaceRouteTableAssociation"
         ),
     ),
     "aws:ec2/securityGroup:SecurityGroup": (
         read("ec2:DescribeSecurityGroups", "ec2:DescribeSecurityGroupRules", "ec2:DescribeNetworkInterfaces"),
-        write("ec2:CreateSecurityGroup", on=[EC2_HERE], when=CREATED_TAGGED),
-        write(
+        ec2_create("ec2:CreateSecurityGroup"),
+        ec2_change(
             "ec2:AuthorizeSecurityGroupIngress",
             "ec2:AuthorizeSecurityGroupEgress",
             "ec2:RevokeSecurityGroupIngress",
             "ec2:RevokeSecurityGroupEgress",
             "ec2:DeleteSecurityGroup",
-            on=[EC2_HERE],
-            when=TAGGED,
         ),
     ),
     # Issue 14: the VPC's default group, adopted and emptied.
@@ -415,20 +407,20 @@ RESOURCE_TYPES: dict[str, tuple[Grant, ...]] = {
         # AWS makes that group untagged, and a tag-on-request grant would let the role adopt any
         # group in the account, so the role only changes it once tagged: the first `up` after the
         # group joins the program is run by an administrator (docs/ci-cd.md).
-        write("ec2:RevokeSecurityGroupIngress", "ec2:RevokeSecurityGroupEgress", on=[EC2_HERE], when=TAGGED),
+        ec2_change("ec2:RevokeSecurityGroupIngress", "ec2:RevokeSecurityGroupEgress"),
     ),
     "aws:ec2/vpcEndpoint:VpcEndpoint": (
         read("ec2:DescribeVpcEndpoints", "ec2:DescribePrefixLists", "ec2:DescribeVpcEndpointServices"),
-        write("ec2:CreateVpcEndpoint", on=[EC2_HERE], when=CREATED_TAGGED),
-        write("ec2:ModifyVpcEndpoint", "ec2:DeleteVpcEndpoints", on=[EC2_HERE], when=TAGGED),
+        ec2_create("ec2:CreateVpcEndpoint"),
+        ec2_change("ec2:ModifyVpcEndpoint", "ec2:DeleteVpcEndpoints"),
         # The interface endpoints' private DNS names live in an AWS-managed private zone.
         write("route53:AssociateVPCWithHostedZone", on=[HOSTED_ZONES]),
     ),
     # Issue 14: flow logs into a log group, written by their own role.
     "aws:ec2/flowLog:FlowLog": (
         read("ec2:DescribeFlowLogs"),
-        write("ec2:CreateFlowLogs", on=[EC2_HERE], when=CREATED_TAGGED),
-        write("ec2:DeleteFlowLogs", on=[EC2_HERE], when=TAGGED),
+        ec2_create("ec2:CreateFlowLogs"),
+        ec2_change("ec2:DeleteFlowLogs"),
         write("iam:PassRole", on=[ROLE], when=passed_to("vpc-flow-logs.amazonaws.com")),
     ),
     # --- the single server
@@ -443,7 +435,7 @@ RESOURCE_TYPES: dict[str, tuple[Grant, ...]] = {
             "ec2:DescribeTags",
         ),
         write("ec2:RunInstances", on=[EC2_HERE, AMIS], when=CREATED_TAGGED),
-        write(
+        ec2_change(
             "ec2:TerminateInstances",
             "ec2:StopInstances",
             "ec2:StartInstances",
@@ -452,31 +444,27 @@ RESOURCE_TYPES: dict[str, tuple[Grant, ...]] = {
             "ec2:ModifyVolume",
             "ec2:AssociateIamInstanceProfile",
             "ec2:ReplaceIamInstanceProfileAssociation",
-            on=[EC2_HERE],
-            when=TAGGED,
         ),
         write("iam:PassRole", on=[SERVER_ROLE], when=passed_to("ec2.amazonaws.com")),
     ),
     "aws:ec2/eip:Eip": (
         read("ec2:DescribeAddresses", "ec2:DescribeAddressesAttribute"),
-        write("ec2:AllocateAddress", on=[EC2_HERE], when=CREATED_TAGGED),
-        write("ec2:ReleaseAddress", on=[EC2_HERE], when=TAGGED),
+        ec2_create("ec2:AllocateAddress"),
+        ec2_change("ec2:ReleaseAddress"),
     ),
     "aws:ec2/eipAssociation:EipAssociation": (
         read("ec2:DescribeAddresses"),
-        write("ec2:AssociateAddress", "ec2:DisassociateAddress", on=[EC2_HERE], when=TAGGED),
+        ec2_change("ec2:AssociateAddress", "ec2:DisassociateAddress"),
     ),
     # --- the fleet
     "aws:ec2/launchTemplate:LaunchTemplate": (
         read("ec2:DescribeLaunchTemplates", "ec2:DescribeLaunchTemplateVersions"),
-        write("ec2:CreateLaunchTemplate", on=[EC2_HERE], when=CREATED_TAGGED),
-        write(
+        ec2_create("ec2:CreateLaunchTemplate"),
+        ec2_change(
             "ec2:CreateLaunchTemplateVersion",
             "ec2:ModifyLaunchTemplate",
             "ec2:DeleteLaunchTemplate",
             "ec2:DeleteLaunchTemplateVersions",
-            on=[EC2_HERE],
-            when=TAGGED,
         ),
         write("iam:PassRole", on=[SERVER_ROLE], when=passed_to("ec2.amazonaws.com")),
     ),
