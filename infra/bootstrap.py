@@ -285,13 +285,12 @@ def ensure_oidc_provider(iam: Any, account: str) -> tuple[str, list[str]]:
     arn = f"arn:aws:iam::{account}:oidc-provider/{perms.GITHUB_OIDC_HOST}"
     existing = [p["Arn"] for p in iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]]
     if arn not in existing:
-        # No thumbprint: IAM trusts GitHub's certificate through its own root CAs since July 2023,
-        # and ignores the list for this host (IAM user guide, "Create an OpenID Connect identity
-        # provider"); the API still asks for one on older SDKs, so one is given.
+        # No thumbprint: "This parameter is optional. If it is not included, IAM will retrieve and
+        # use the top intermediate certificate authority (CA) thumbprint" (botocore's IAM model,
+        # CreateOpenIDConnectProvider.ThumbprintList), so none goes stale here.
         iam.create_open_id_connect_provider(
             Url=f"https://{perms.GITHUB_OIDC_HOST}",
             ClientIDList=[perms.OIDC_AUDIENCE],
-            ThumbprintList=["6938fd4d98bab03faadb97b34396831e3780aea1"],
             Tags=[{"Key": perms.TAG_KEY, "Value": perms.TAG_VALUE}],
         )
         return arn, [f"created OIDC provider {perms.GITHUB_OIDC_HOST}"]

@@ -12,6 +12,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.stub import Stubber
 
 from infra import permissions, state_hardening
 from infra.bootstrap import ensure_kms_key, ensure_oidc_provider, ensure_state_bucket, main, resolve_region
@@ -287,6 +288,31 @@ def test_an_existing_oidc_provider_is_kept(aws_stand_in: MotoServer) -> None:
         ThumbprintList=["a" * 40],
     )
     assert ensure_oidc_provider(iam, ACCOUNT) == (OIDC_ARN, [])
+
+
+def test_an_existing_oidc_provider_without_the_audience_gets_it() -> None:
+    # moto answers AddClientIDToOpenIDConnectProvider with a 500, so botocore's Stubber stands in:
+    # it checks each call's parameters against the IAM API model.
+    iam = boto3.client("iam", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")  # noqa: S106 - a stub
+    with Stubber(iam) as stub:
+        stub.add_response(
+            "list_open_id_connect_providers", {"OpenIDConnectProviderList": [{"Arn": OIDC_ARN}]}
+        )
+        stub.add_response(
+            "get_open_id_connect_provider",
+            {"ClientIDList": ["other"]},
+            {"OpenIDConnectProviderArn": OIDC_ARN},
+        )
+        stub.add_response(
+            "add_client_id_to_open_id_connect_provider",
+            {},
+            {"OpenIDConnectProviderArn": OIDC_ARN, "ClientID": "sts.amazonaws.com"},
+        )
+        assert ensure_oidc_provider(iam, ACCOUNT) == (
+            OIDC_ARN,
+            ["added audience sts.amazonaws.com to the OIDC provider"],
+        )
+        stub.assert_no_pending_responses()
 
 
 @pytest.mark.parametrize("repo", ["cali-housing", "octo-org/", "octo org/cali", "https://github.com/o/r"])
