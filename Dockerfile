@@ -61,9 +61,9 @@ RUN groupadd --system --gid 10001 app \
        --shell /usr/sbin/nologin app
 COPY --from=deps /opt/venv /opt/venv
 WORKDIR /app
-# The server imports only the schema, the artifact checks and the lean predictor (numpy and the
-# compiled evaluator) from model/; training code stays out.
-COPY model/__init__.py model/schema.py model/artifact.py model/features.py model/runtime.py /app/model/
+# The server imports only the schema, the artifact checks, the drift reference (profile.py) and the
+# lean predictor (numpy and the compiled evaluator) from model/; training code stays out.
+COPY model/__init__.py model/schema.py model/artifact.py model/features.py model/runtime.py model/profile.py /app/model/
 COPY service/ /app/service/
 COPY --from=train /opt/model /opt/model
 ENV PYTHONPATH=/app \

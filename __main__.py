@@ -14,6 +14,7 @@ from infra import config, modes
 from infra.identity import ServerIdentity, ServerIdentityArgs
 from infra.image import AppImage, AppImageArgs
 from infra.logs import AppLogs, AppLogsArgs
+from infra.monitoring import Monitoring, MonitoringArgs
 from infra.network import Network, NetworkArgs
 from infra.registry import Registry, RegistryArgs
 from infra.server import amazon_linux_ami
@@ -40,11 +41,16 @@ identity = ServerIdentity(
 user_data = pulumi.Output.all(image.repo_digest, logs.group_name).apply(
     lambda v: render_user_data(v[0], region=settings.region, log_group=v[1], host_port=settings.app_port)
 )
+monitoring = Monitoring(
+    "cali",
+    MonitoringArgs(region=settings.region, account_arn=logs.arn, alert_email=settings.alert_email, tags=tags),
+)
 foundation = modes.Foundation(
     network=network,
     ami=amazon_linux_ami(settings.ami),
     user_data=user_data,
     instance_profile_name=identity.instance_profile_name,
+    monitoring=monitoring,
 )
 # single: `url` and `public_ip`; fleet: `url` and `autoscaling_group`. CI reads only `url`.
 compose = modes.fleet if settings.mode == "fleet" else modes.single

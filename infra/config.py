@@ -33,6 +33,9 @@ _AMI = re.compile(r"^ami-[0-9a-f]{8,17}$")
 # A lower-case DNS name with at least two labels, e.g. api.example.com (no trailing dot).
 _DNS_NAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 
+# An address SNS can mail: something@domain.tld, no spaces (SNS itself checks deliverability).
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,63}$")
+
 MODES = ("single", "fleet")
 SCALING_METRICS = ("cpu", "requests")
 
@@ -88,6 +91,7 @@ class StackSettings:
     root_volume_gb: int
     mode: str
     fleet: FleetSettings
+    alert_email: str = ""
 
     @property
     def zone_count(self) -> int:
@@ -248,6 +252,7 @@ def _load(repo: Path) -> StackSettings:
     image_tag = cfg.require("imageTag")
     ami = cfg.require("ami")
     digest = cfg.require("imageDigest")
+    email = cfg.require("alertEmail")
     retention = cfg.require_int("logRetentionDays")
     mode = check_choice("mode", cfg.require("mode"), MODES)
     fleet = _load_fleet(cfg)
@@ -271,6 +276,9 @@ def _load(repo: Path) -> StackSettings:
         root_volume_gb=check_range("rootVolumeGb", cfg.require_int("rootVolumeGb"), 8, 1024),
         mode=mode,
         fleet=fleet,
+        alert_email=check_pattern("alertEmail", email, _EMAIL, "empty or an email address for the alarms")
+        if email
+        else "",
     )
 
 

@@ -15,6 +15,7 @@ from infra.config import StackSettings
 from infra.endpoints import ServiceEndpoints, ServiceEndpointsArgs
 from infra.fleet import Fleet, FleetArgs, ScalingArgs
 from infra.load_balancer import HttpsArgs, LoadBalancer, LoadBalancerArgs
+from infra.monitoring import Monitoring
 from infra.network import AppFirewall, AppFirewallArgs, FleetFirewall, FleetFirewallArgs, Network
 from infra.server import Server, ServerArgs
 
@@ -28,12 +29,14 @@ class Foundation:
         ami: The AMI to launch.
         user_data: The rendered boot script (it names the image digest).
         instance_profile_name: The instance profile carrying the server role.
+        monitoring: The alarms and their topic; a fleet adds its no-healthy-target alarm.
     """
 
     network: Network
     ami: pulumi.Input[str]
     user_data: pulumi.Input[str]
     instance_profile_name: pulumi.Input[str]
+    monitoring: Monitoring
 
 
 def single(settings: StackSettings, base: Foundation) -> dict[str, pulumi.Output[str]]:
@@ -127,4 +130,5 @@ def fleet(settings: StackSettings, base: Foundation) -> dict[str, pulumi.Output[
             boot_dependencies=[endpoints],
         ),
     )
+    base.monitoring.watch_targets(balancer.balancer.arn_suffix, balancer.target_group.arn_suffix)
     return {"url": balancer.url, "autoscaling_group": group.group_name}

@@ -281,6 +281,11 @@ RESOURCE_TYPES: dict[str, tuple[Grant, ...]] = {
         Grant(("sns:GetSubscriptionAttributes",), condition=THIS_REGION),
         write("sns:Unsubscribe", "sns:SetSubscriptionAttributes", when=THIS_REGION),
     ),
+    # The topic's policy lets CloudWatch publish (infra/monitoring.py): one attribute of the topic.
+    "aws:sns/topicPolicy:TopicPolicy": (
+        read("sns:GetTopicAttributes", on=[TOPIC]),
+        write("sns:SetTopicAttributes", on=[TOPIC]),
+    ),
     # A key the program may make for the topic: created tagged, then changed only while tagged.
     "aws:kms/key:Key": (
         read(

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import sklearn
 
-from model import artifact, data, evaluate, forest, pipeline, report
+from model import artifact, data, evaluate, forest, pipeline, profile, report
 from model.features import feature_names
 from model.runtime import CompiledModel
 from model.schema import FEATURE_NAMES, schema_as_dict
@@ -99,6 +99,10 @@ def train(out_dir: Path, max_test_rmse: float, *, with_cv: bool = True) -> dict[
         predictor = CompiledModel(stage)
         one_by_one, batch = _served_predictions(predictor, X_test)
         parity = max(evaluate.check_parity(reference, one_by_one), evaluate.check_parity(reference, batch))
+        # the drift reference: training rows and what the served model predicts for them
+        drift_reference = profile.save_profile(
+            stage, profile.build_profile(X_train, predictor.predict_batch(X_train)), len(X_train)
+        )
         written = artifact.publish(
             stage,
             out_dir,
@@ -120,6 +124,7 @@ def train(out_dir: Path, max_test_rmse: float, *, with_cv: bool = True) -> dict[
                 },
                 "metrics": metrics,
                 "parity_max_abs_diff": parity,
+                "reference_profile": drift_reference,
                 "baselines": baseline_metrics,
                 "quality_gate": {"max_test_rmse": max_test_rmse},
                 "versions": library_versions(),

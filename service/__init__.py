@@ -22,7 +22,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """
     from flask import Flask
 
-    from service import access_log, errors, report, routes
+    from service import access_log, errors, monitor, report, routes
     from service.config import ServiceSettings
     from service.metrics import Metrics
     from service.openapi import build_openapi
@@ -49,4 +49,5 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     access_log.install_request_hooks(app)
     app.register_blueprint(routes.bp)
     app.register_blueprint(report.bp)
+    monitor.init_app(app)
     return app

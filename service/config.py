@@ -47,6 +47,9 @@ class ServiceSettings:
         threads: Threads per worker, with gthread only.
         worker_connections: Most simultaneous connections one worker holds, with gevent.
         metrics_dir: PROMETHEUS_MULTIPROC_DIR, set by the gunicorn config for multi-worker metrics.
+        drift_window: Most recent predicted records the drift window holds (service/drift.py).
+        telemetry_interval: Seconds between a worker's CloudWatch EMF lines (service/telemetry.py); 0
+            turns them off.
     """
 
     model_dir: Path = Path("artifacts")
@@ -61,11 +64,14 @@ class ServiceSettings:
     threads: int = 4
     worker_connections: int = 1000
     metrics_dir: str | None = None
+    drift_window: int = 5_000
+    telemetry_interval: int = 60
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServiceSettings:
         """Read MODEL_DIR, HOST, PORT, WORKERS, WORKER_CLASS, THREADS, WORKER_CONNECTIONS, MAX_BATCH,
-        MAX_BODY_BYTES, LOG_LEVEL, GRACEFUL_TIMEOUT and PROMETHEUS_MULTIPROC_DIR.
+        MAX_BODY_BYTES, LOG_LEVEL, GRACEFUL_TIMEOUT, PROMETHEUS_MULTIPROC_DIR, DRIFT_WINDOW and
+        TELEMETRY_INTERVAL.
 
         Raises:
             ConfigError: A value is malformed or out of range; the message names the variable.
@@ -90,4 +96,6 @@ class ServiceSettings:
             threads=_int(env, "THREADS", cls.threads, 1, 256),
             worker_connections=_int(env, "WORKER_CONNECTIONS", cls.worker_connections, 10, 100_000),
             metrics_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,
+            drift_window=_int(env, "DRIFT_WINDOW", cls.drift_window, 100, 1_000_000),
+            telemetry_interval=_int(env, "TELEMETRY_INTERVAL", cls.telemetry_interval, 0, 3600),
         )

@@ -75,6 +75,13 @@ def child_exit(server, worker) -> None:
     multiprocess.mark_process_dead(worker.pid)
 
 
+def post_worker_init(worker) -> None:
+    """Start this worker's CloudWatch EMF emitter (a greenlet under gevent), now that the app is loaded."""
+    from service.monitor import start_telemetry
+
+    start_telemetry(worker.wsgi)
+
+
 def post_request(worker, req, environ, resp) -> None:
     """Under gevent, yield after each request so keep-alive connections take turns."""
     # A greenlet whose client's next request is already readable never yields, so a few

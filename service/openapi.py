@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from model.schema import FEATURES, example_record
+from model.schema import FEATURE_NAMES, FEATURES, example_record
+from service.telemetry import DRIFT, NO_DATA, STABLE, WARNING
 
 
 def _error_response(description: str) -> dict[str, Any]:
@@ -136,6 +137,33 @@ def build_openapi(max_batch: int) -> dict[str, Any]:
                     },
                 }
             },
+            "/drift": {
+                "get": {
+                    "summary": "PSI of each feature and of the prediction over the last DRIFT_WINDOW records",
+                    "responses": {
+                        "200": _json("Drift", "The window's size, PSI and status per column"),
+                        "404": _error_response("The model was trained without a reference profile"),
+                    },
+                }
+            },
+            "/drift/bins": {
+                "get": {
+                    "summary": "Reference and recent share per bin for every column (the drift page's data)",
+                    "responses": {
+                        "200": {"description": "Shares per bin", "content": {"application/json": {}}},
+                        "404": _error_response("The model was trained without a reference profile"),
+                    },
+                }
+            },
+            "/drift/page": {
+                "get": {
+                    "summary": "The drift page: reference against recent share per bin, per feature",
+                    "responses": {
+                        "200": {"description": "HTML", "content": {"text/html": {}}},
+                        "404": _error_response("The model was trained without a reference profile"),
+                    },
+                }
+            },
             "/report/{name}": {
                 "get": {
                     "summary": "One file of the model report, as listed under report.files in /metadata",
@@ -190,6 +218,37 @@ def build_openapi(max_batch: int) -> dict[str, Any]:
                         "predictions": {"type": "array", "items": {"type": "number"}},
                         "prices_usd": {"type": "array", "items": {"type": "number"}},
                         "model_version": {"type": "string"},
+                    },
+                },
+                "DriftEntry": {
+                    "type": "object",
+                    "required": ["psi", "status"],
+                    "properties": {
+                        "psi": {
+                            "type": "number",
+                            "nullable": True,
+                            "description": "null while the window is empty",
+                        },
+                        "status": {"type": "string", "enum": [STABLE, WARNING, DRIFT, NO_DATA]},
+                    },
+                },
+                "Drift": {
+                    "type": "object",
+                    "required": ["window", "features", "prediction", "reference"],
+                    "properties": {
+                        "window": {"type": "integer", "minimum": 0},
+                        "features": {
+                            "type": "object",
+                            "required": list(FEATURE_NAMES),
+                            "properties": {
+                                n: {"$ref": "#/components/schemas/DriftEntry"} for n in FEATURE_NAMES
+                            },
+                        },
+                        "prediction": {"$ref": "#/components/schemas/DriftEntry"},
+                        "reference": {
+                            "type": "string",
+                            "description": "the model_version the reference belongs to",
+                        },
                     },
                 },
                 "Status": {"type": "object", "properties": {"status": {"type": "string"}}},

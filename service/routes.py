@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
 
 from model.schema import FEATURES
+from service import monitor
 from service.errors import InvalidInput, ModelUnavailable, Problem
 from service.predictor import LoadedModel, to_usd
 from service.schemas import parse_json, parse_prediction_request
@@ -35,6 +36,7 @@ def predict() -> Response:
     X, is_batch = parse_prediction_request(payload, current_app.config["MAX_BATCH"])
     predictor = _predictor()
     predictions = predictor.predict(X)
+    current_app.extensions["drift"].record(X, predictions)  # service/monitor.py
     current_app.extensions["metrics"].predictions.inc(len(predictions))
     if is_batch:
         return jsonify(
@@ -73,7 +75,7 @@ def metadata() -> Response:
 @bp.get("/metrics")
 def metrics() -> Response:
     """Prometheus text format, aggregated over every gunicorn worker."""
-    body = current_app.extensions["metrics"].exposition()
+    body = current_app.extensions["metrics"].exposition() + monitor.exposition()
     return Response(body, mimetype="text/plain; version=0.0.4")
 
 

@@ -83,7 +83,7 @@ def github_files() -> list[Path]:
 
 def test_the_pipeline_runs_on_pull_requests_and_on_pushes_to_main() -> None:
     on = workflow("pipeline.yml")["on"]
-    assert set(on) == {"pull_request", "push"}
+    assert set(on) == {"pull_request", "push", "workflow_dispatch"}  # dispatch: the gate's override
     assert on["push"]["branches"] == ["main"]
 
 
@@ -343,3 +343,34 @@ def test_the_stack_decrypts_its_secrets_with_the_bootstrap_kms_key() -> None:
     region = settings["config"]["aws:region"]
     assert settings["secretsprovider"] == bootstrap.secrets_provider(region)
     assert "encryptionsalt" not in settings  # the passphrase provider's mark
+
+
+# --- model operations (issue 15): the promotion gate and the weekly drift report ----------------
+
+
+def test_the_promotion_gate_runs_before_up_and_a_maintainer_can_override_it() -> None:
+    deploy = job("pipeline.yml", "deploy")
+    names = [s.get("id") or s["name"] for s in deploy["steps"]]
+    (gate,) = [s for s in deploy["steps"] if "model.gate" in s.get("run", "")]
+    (up,) = [s for s in steps_using(deploy, "pulumi/actions") if s.get("with", {}).get("command") == "up"]
+    assert names.index(gate["name"]) < names.index(up["id"]), "the gate decides before anything deploys"
+    assert '--summary "$GITHUB_STEP_SUMMARY"' in gate["run"], "both models' metrics go to the job summary"
+    assert "--candidate artifacts/metadata.json" in gate["run"]
+    override = workflow("pipeline.yml")["on"]["workflow_dispatch"]["inputs"]["override_gate"]
+    assert (override["type"], override["default"]) == ("boolean", False)
+    assert gate["env"]["OVERRIDE"] == "${{ inputs.override_gate || false }}"
+    assert "workflow_dispatch" in deploy["if"]
+    assert "refs/heads/main" in deploy["if"]
+
+
+def test_the_weekly_drift_report_reads_the_live_service_and_fails_on_drift() -> None:
+    report = workflow("drift-report.yml")
+    assert [c["cron"] for c in report["on"]["schedule"]] == ["17 6 * * 1"]  # weekly
+    assert report["permissions"] == {"contents": "read"}
+    (drift,) = report["jobs"].values()
+    (step,) = [s for s in drift["steps"] if "drift_report" in s.get("run", "")]
+    assert step["run"] == 'python -m smoke.drift_report "$URL" --summary "$GITHUB_STEP_SUMMARY"'
+    assert step["env"]["URL"] == "${{ vars.SERVICE_URL }}"
+    assert "pip install" not in step["run"]
+    assert "make " not in step["run"]
+    assert pulumi_commands(drift) == set(), "a report never changes the stack"

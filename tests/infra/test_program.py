@@ -136,7 +136,10 @@ def test_instance_type_and_root_size_come_from_config() -> None:
 
 
 def test_recovery_alarm_recovers_the_instance_on_system_check_failure(prod: Deployment) -> None:
-    alarm = prod.one("aws:cloudwatch/metricAlarm:MetricAlarm").inputs
+    # the monitoring alarms (tests/infra/test_monitoring.py) stand beside it
+    (alarm,) = [
+        a.inputs for a in prod.of_type("aws:cloudwatch/metricAlarm:MetricAlarm") if a.name == "cali-recover"
+    ]
     assert alarm["metricName"] == "StatusCheckFailed_System"
     assert alarm["dimensions"] == {"InstanceId": "cali-instance-id"}
     assert alarm["alarmActions"] == [f"arn:aws:automate:{REGION}:ec2:recover"]
