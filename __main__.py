@@ -33,7 +33,7 @@ image = AppImage(
     ),
 )
 logs = AppLogs("cali", AppLogsArgs(retention_days=settings.log_retention_days, tags=tags))
-network = Network("cali", NetworkArgs(az_count=settings.zone_count, tags=tags))
+network = Network("cali", NetworkArgs(az_count=settings.zone_count, tags=tags, flow_logs=settings.flow_logs))
 identity = ServerIdentity(
     "cali", ServerIdentityArgs(repository_arn=registry.repository_arn, log_group_arn=logs.arn, tags=tags)
 )

@@ -62,6 +62,7 @@ class FleetSettings:
     domain: str
     hosted_zone: str
     session_manager: bool
+    access_logs: bool = True
 
     @property
     def https(self) -> bool:
@@ -88,6 +89,7 @@ class StackSettings:
     root_volume_gb: int
     mode: str
     fleet: FleetSettings
+    flow_logs: bool = True
 
     @property
     def zone_count(self) -> int:
@@ -271,6 +273,7 @@ def _load(repo: Path) -> StackSettings:
         root_volume_gb=check_range("rootVolumeGb", cfg.require_int("rootVolumeGb"), 8, 1024),
         mode=mode,
         fleet=fleet,
+        flow_logs=cfg.require_bool("flowLogs"),
     )
 
 
@@ -296,4 +299,5 @@ def _load_fleet(cfg: pulumi.Config) -> FleetSettings:
         domain=domain,
         hosted_zone=zone,
         session_manager=cfg.require_bool("fleetSessionManager"),
+        access_logs=cfg.require_bool("fleetAccessLogs"),
     )

@@ -6,15 +6,18 @@ their URNs, and Pulumi would replace a running stack's server for nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import pulumi
+import pulumi_aws as aws
 
 from infra.certificate import TlsCertificate, TlsCertificateArgs
 from infra.config import StackSettings
 from infra.endpoints import ServiceEndpoints, ServiceEndpointsArgs
 from infra.fleet import Fleet, FleetArgs, ScalingArgs
 from infra.load_balancer import HttpsArgs, LoadBalancer, LoadBalancerArgs
+from infra.logs import AccessLogBucket, AccessLogBucketArgs
 from infra.network import AppFirewall, AppFirewallArgs, FleetFirewall, FleetFirewallArgs, Network
 from infra.server import Server, ServerArgs
 
@@ -28,12 +31,15 @@ class Foundation:
         ami: The AMI to launch.
         user_data: The rendered boot script (it names the image digest).
         instance_profile_name: The instance profile carrying the server role.
+        expected_build: What /ready must report before the single server gets the address
+            (model_version, revision; infra/readiness.py); empty: readiness alone.
     """
 
     network: Network
     ami: pulumi.Input[str]
     user_data: pulumi.Input[str]
     instance_profile_name: pulumi.Input[str]
+    expected_build: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
 
 
 def single(settings: StackSettings, base: Foundation) -> dict[str, pulumi.Output[str]]:
@@ -58,6 +64,8 @@ def single(settings: StackSettings, base: Foundation) -> dict[str, pulumi.Output
             root_volume_gb=settings.root_volume_gb,
             region=settings.region,
             tags=tags,
+            host_port=settings.app_port,
+            expected_build=base.expected_build,
         ),
     )
     port_suffix = "" if settings.app_port == 80 else f":{settings.app_port}"
@@ -94,6 +102,10 @@ def fleet(settings: StackSettings, base: Foundation) -> dict[str, pulumi.Output[
     if spec.https:
         certificate = TlsCertificate("cali", TlsCertificateArgs(spec.domain, spec.hosted_zone, tags))
         https = HttpsArgs(spec.domain, certificate.zone_id, certificate.certificate_arn)
+    logs = None
+    if spec.access_logs:
+        account = aws.get_caller_identity_output().account_id
+        logs = AccessLogBucket("cali", AccessLogBucketArgs(settings.region, account, tags))
     balancer = LoadBalancer(
         "cali",
         LoadBalancerArgs(
@@ -103,6 +115,8 @@ def fleet(settings: StackSettings, base: Foundation) -> dict[str, pulumi.Output[
             app_port=settings.app_port,
             https=https,
             tags=tags,
+            access_log_bucket=logs.bucket_name if logs else None,
+            access_log_dependencies=[logs.policy] if logs else [],
         ),
     )
     target = spec.cpu_target if spec.scaling_metric == "cpu" else spec.requests_per_second_target

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from service.timeouts import APP_KEEPALIVE_S, LOAD_BALANCER_IDLE_TIMEOUT_S
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 WORKER_CLASSES = ("gevent", "gthread")
 
@@ -47,6 +49,8 @@ class ServiceSettings:
         threads: Threads per worker, with gthread only.
         worker_connections: Most simultaneous connections one worker holds, with gevent.
         metrics_dir: PROMETHEUS_MULTIPROC_DIR, set by the gunicorn config for multi-worker metrics.
+        keepalive: Seconds an idle keep-alive connection stays open; always longer than the load
+            balancer's idle timeout (service/timeouts.py), so the balancer, not the app, closes it.
     """
 
     model_dir: Path = Path("artifacts")
@@ -61,11 +65,12 @@ class ServiceSettings:
     threads: int = 4
     worker_connections: int = 1000
     metrics_dir: str | None = None
+    keepalive: int = APP_KEEPALIVE_S
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServiceSettings:
         """Read MODEL_DIR, HOST, PORT, WORKERS, WORKER_CLASS, THREADS, WORKER_CONNECTIONS, MAX_BATCH,
-        MAX_BODY_BYTES, LOG_LEVEL, GRACEFUL_TIMEOUT and PROMETHEUS_MULTIPROC_DIR.
+        MAX_BODY_BYTES, LOG_LEVEL, GRACEFUL_TIMEOUT, KEEPALIVE and PROMETHEUS_MULTIPROC_DIR.
 
         Raises:
             ConfigError: A value is malformed or out of range; the message names the variable.
@@ -90,4 +95,6 @@ class ServiceSettings:
             threads=_int(env, "THREADS", cls.threads, 1, 256),
             worker_connections=_int(env, "WORKER_CONNECTIONS", cls.worker_connections, 10, 100_000),
             metrics_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,
+            # Below the balancer's idle timeout would bring back its 502s: refused, not clamped.
+            keepalive=_int(env, "KEEPALIVE", cls.keepalive, LOAD_BALANCER_IDLE_TIMEOUT_S + 1, 3600),
         )
