@@ -303,3 +303,49 @@ def test_every_secret_and_variable_is_documented_in_the_readme() -> None:
     used.discard("GITHUB_TOKEN")  # GitHub provides it to every run
     assert used, "the workflows read their settings from variables and secrets"
     assert sorted(u for u in used if f"`{u}`" not in section) == []
+
+
+# --- ami-update.yml: OS patches arrive by pull request (issue 14) ----------------------------------
+
+
+def test_ami_update_runs_on_a_schedule_and_by_hand() -> None:
+    on = workflow("ami-update.yml")["on"]
+    assert on["schedule"] and all(entry["cron"] for entry in on["schedule"])
+    assert "workflow_dispatch" in on
+    assert "push" not in on and "pull_request" not in on
+
+
+def test_ami_update_reads_the_parameter_the_program_reads() -> None:
+    from infra.server import AL2023_PARAMETER
+
+    assert workflow("ami-update.yml")["env"]["AMI_PARAMETER"] == AL2023_PARAMETER
+    assert workflow("ami-update.yml")["env"]["STACK_FILE"] == "Pulumi.prod.yaml"
+
+
+def test_ami_update_proposes_a_change_and_never_deploys() -> None:
+    propose = job("ami-update.yml", "propose")
+    assert pulumi_commands(propose) == set()  # the PR goes through preview and deploy like any other
+    assert workflow("ami-update.yml")["permissions"] == {"contents": "read"}
+    assert propose["permissions"] == {"contents": "write", "pull-requests": "write", "id-token": "write"}
+    (creds,) = steps_using(propose, "aws-actions/configure-aws-credentials")
+    assert creds["with"]["role-to-assume"] == "${{ vars.AWS_PREVIEW_ROLE_ARN }}"  # read-only role
+    runs = "\n".join(step.get("run", "") for step in propose["steps"])
+    assert "scripts/pin_ami.py" in runs
+    assert "gh pr create" in runs
+
+
+def test_pin_ami_replaces_or_adds_the_pinned_ami() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("pin_ami", ROOT / "scripts" / "pin_ami.py")
+    pin_ami = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pin_ami)
+    stack = (ROOT / "Pulumi.prod.yaml").read_text()
+    added = pin_ami.pin(stack, "ami-0123456789abcdef0")
+    assert yaml.safe_load(added)["config"]["cali-housing:ami"] == "ami-0123456789abcdef0"
+    replaced = pin_ami.pin(added, "ami-0fedcba9876543210")
+    assert yaml.safe_load(replaced)["config"]["cali-housing:ami"] == "ami-0fedcba9876543210"
+    assert replaced.count("cali-housing:ami") == 1
+    assert pin_ami.pin(replaced, "ami-0fedcba9876543210") == replaced  # nothing newer: no change
+    with pytest.raises(ValueError, match="not an AMI id"):
+        pin_ami.pin(stack, "ami-; rm -rf /")
