@@ -310,9 +310,11 @@ def test_every_secret_and_variable_is_documented_in_the_readme() -> None:
 
 def test_ami_update_runs_on_a_schedule_and_by_hand() -> None:
     on = workflow("ami-update.yml")["on"]
-    assert on["schedule"] and all(entry["cron"] for entry in on["schedule"])
+    assert on["schedule"]
+    assert all(entry["cron"] for entry in on["schedule"])
     assert "workflow_dispatch" in on
-    assert "push" not in on and "pull_request" not in on
+    assert "push" not in on
+    assert "pull_request" not in on
 
 
 def test_ami_update_reads_the_parameter_the_program_reads() -> None:
