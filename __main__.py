@@ -46,7 +46,8 @@ foundation = modes.Foundation(
     user_data=user_data,
     instance_profile_name=identity.instance_profile_name,
 )
-# single: `url` and `public_ip`; fleet: `url` and `autoscaling_group`. CI reads only `url`.
+# single: `url` and `public_ip`; fleet: `url` and `autoscaling_group`. CI reads `url` and
+# `ingress_group` (the security group it admits its runner to for the smoke test).
 compose = modes.fleet if settings.mode == "fleet" else modes.single
 service = compose(settings, foundation)
 

@@ -43,7 +43,7 @@ class Foundation:
 
 
 def single(settings: StackSettings, base: Foundation) -> dict[str, pulumi.Output[str]]:
-    """One server behind an Elastic IP, open on the app port. Returns its exports (`url`, `public_ip`)."""
+    """One server behind an Elastic IP, open on the app port. Returns `url`, `public_ip`, `ingress_group`."""
     tags = settings.tags
     firewall = AppFirewall(
         "cali",
@@ -70,11 +70,12 @@ def single(settings: StackSettings, base: Foundation) -> dict[str, pulumi.Output
     )
     port_suffix = "" if settings.app_port == 80 else f":{settings.app_port}"
     url = pulumi.Output.concat("http://", server.public_ip, port_suffix)
-    return {"public_ip": server.public_ip, "url": url}
+    # ingress_group: where CI admits its runner for the smoke test (scripts/runner_access.py).
+    return {"public_ip": server.public_ip, "url": url, "ingress_group": firewall.security_group_id}
 
 
 def fleet(settings: StackSettings, base: Foundation) -> dict[str, pulumi.Output[str]]:
-    """Auto Scaling group behind an ALB, HTTPS when a domain is set. Returns `url` and `autoscaling_group`."""
+    """Auto Scaling group behind an ALB (HTTPS with a domain): `url`, `autoscaling_group`, `ingress_group`."""
     tags, spec, network = settings.tags, settings.fleet, base.network
     firewall = FleetFirewall(
         "cali",
@@ -141,4 +142,8 @@ def fleet(settings: StackSettings, base: Foundation) -> dict[str, pulumi.Output[
             boot_dependencies=[endpoints],
         ),
     )
-    return {"url": balancer.url, "autoscaling_group": group.group_name}
+    return {
+        "url": balancer.url,
+        "autoscaling_group": group.group_name,
+        "ingress_group": firewall.load_balancer_group_id,
+    }

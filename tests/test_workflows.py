@@ -173,15 +173,18 @@ def test_the_smoke_job_runs_after_deploy_against_the_stacks_url_output() -> None
     assert smoke["needs"] == "deploy"
     (up,) = [s for s in steps_using(deploy, "pulumi/actions") if s.get("with", {}).get("command") == "up"]
     assert deploy["outputs"]["url"] == f"${{{{ steps.{up['id']}.outputs.url }}}}"
-    (run,) = [s for s in smoke["steps"] if "smoke" in s.get("run", "")]
-    assert run["env"]["URL"] == "${{ needs.deploy.outputs.url }}"
+    (run,) = [s for s in smoke["steps"] if "python -m smoke" in s.get("run", "")]
+    assert {**smoke.get("env", {}), **run.get("env", {})}["URL"] == "${{ needs.deploy.outputs.url }}"
     assert run["run"].startswith('python -m smoke "$URL"')
 
 
 def test_the_smoke_job_installs_nothing_the_standard_library_lacks() -> None:
-    runs = " ".join(s.get("run", "") for s in job("pipeline.yml", "smoke")["steps"])
-    assert "pip install" not in runs
-    assert "make " not in runs
+    # The smoke test is standard library only; the one install is boto3, pinned by constraints.txt,
+    # for the runner's temporary ingress rule (scripts/runner_access.py).
+    runs = [s.get("run", "") for s in job("pipeline.yml", "smoke")["steps"]]
+    installs = [line.strip() for run in runs for line in run.splitlines() if "pip install" in line]
+    assert installs == ["python -m pip install -q -c constraints.txt boto3"]
+    assert not any("make " in run for run in runs)
 
 
 # --- manual operations ----------------------------------------------------------------------------
@@ -351,3 +354,20 @@ def test_pin_ami_replaces_or_adds_the_pinned_ami() -> None:
     assert pin_ami.pin(replaced, "ami-0fedcba9876543210") == replaced  # nothing newer: no change
     with pytest.raises(ValueError, match="not an AMI id"):
         pin_ami.pin(stack, "ami-; rm -rf /")
+
+
+# --- the smoke test behind a narrowed allowedCidrs (issue 14) ---------------------------------------
+
+
+def test_smoke_admits_the_runner_before_and_always_withdraws_it_after() -> None:
+    steps = job("pipeline.yml", "smoke")["steps"]
+    runs = [step.get("run", "") for step in steps]
+    opened = next(i for i, run in enumerate(runs) if "runner_access.py open" in run)
+    smoked = next(i for i, run in enumerate(runs) if "python -m smoke" in run)
+    closed = next(i for i, run in enumerate(runs) if "runner_access.py close" in run)
+    assert opened < smoked < closed
+    assert steps[closed]["if"] == "always()"  # a failed smoke test leaves no rule behind
+    assert job("pipeline.yml", "smoke")["env"]["INGRESS_GROUP"] == "${{ needs.deploy.outputs.ingress_group }}"
+    assert (
+        job("pipeline.yml", "deploy")["outputs"]["ingress_group"] == "${{ steps.up.outputs.ingress_group }}"
+    )

@@ -380,7 +380,15 @@ def test_every_fleet_resource_belongs_to_a_component(stack: str, request: pytest
 
 
 def test_fleet_exports_what_ci_and_a_user_need(fleet: Deployment) -> None:
-    assert set(fleet.exports) == {"url", "autoscaling_group", "image", "state_bucket", "log_group", "curl"}
+    assert set(fleet.exports) == {
+        "url",
+        "autoscaling_group",
+        "ingress_group",
+        "image",
+        "state_bucket",
+        "log_group",
+        "curl",
+    }
     assert fleet.exports["url"] == f"http://{ALB_DNS}"
     payload = fleet.exports["curl"].split("-d '", 1)[1].rstrip("'")
     assert fleet.exports["curl"].startswith(f"curl -s http://{ALB_DNS}/predict ")

@@ -287,7 +287,15 @@ def test_every_resource_belongs_to_a_component(prod: Deployment) -> None:
 
 
 def test_every_export_is_present(prod: Deployment) -> None:
-    assert set(prod.exports) == {"public_ip", "url", "image", "state_bucket", "log_group", "curl"}
+    assert set(prod.exports) == {
+        "public_ip",
+        "url",
+        "ingress_group",
+        "image",
+        "state_bucket",
+        "log_group",
+        "curl",
+    }
     assert prod.exports["url"] == f"http://{PUBLIC_IP}"
     assert prod.exports["log_group"] == "cali-logs"
 
