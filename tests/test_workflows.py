@@ -334,7 +334,8 @@ def test_ami_update_proposes_a_change_and_never_deploys() -> None:
     assert workflow("ami-update.yml")["permissions"] == {"contents": "read"}
     assert propose["permissions"] == {"contents": "write", "pull-requests": "write", "id-token": "write"}
     (creds,) = steps_using(propose, "aws-actions/configure-aws-credentials")
-    assert creds["with"]["role-to-assume"] == "${{ vars.AWS_PREVIEW_ROLE_ARN }}"  # read-only role
+    # the small main-branch role, never the deploy role (which only the production environment gets)
+    assert creds["with"]["role-to-assume"] == "${{ vars.AWS_CI_HELPER_ROLE_ARN }}"
     runs = "\n".join(step.get("run", "") for step in propose["steps"])
     assert "scripts/pin_ami.py" in runs
     assert "gh pr create" in runs
