@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra import state_hardening as hardening
+
 
 @dataclass
 class AppLogsArgs:
@@ -172,28 +174,18 @@ def access_log_bucket_policy(bucket: str, region: str, account_id: str) -> str:
         if region in ELB_LOG_ACCOUNTS
         else {"Service": ELB_LOG_DELIVERY_PRINCIPAL}
     )
-    return json.dumps(
+    policy = hardening.tls_only_policy(bucket)  # the state bucket's TLS-only statement, shared
+    policy["Statement"].insert(
+        0,
         {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Sid": "ElbLogDelivery",
-                    "Effect": "Allow",
-                    "Principal": principal,
-                    "Action": "s3:PutObject",
-                    "Resource": f"arn:aws:s3:::{bucket}/{ACCESS_LOG_PREFIX}/AWSLogs/{account_id}/*",
-                },
-                {
-                    "Sid": "TlsOnly",
-                    "Effect": "Deny",
-                    "Principal": "*",
-                    "Action": "s3:*",
-                    "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
-                    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-                },
-            ],
-        }
+            "Sid": "ElbLogDelivery",
+            "Effect": "Allow",
+            "Principal": principal,
+            "Action": "s3:PutObject",
+            "Resource": f"arn:aws:s3:::{bucket}/{ACCESS_LOG_PREFIX}/AWSLogs/{account_id}/*",
+        },
     )
+    return json.dumps(policy, sort_keys=True)
 
 
 @dataclass
@@ -222,15 +214,18 @@ class AccessLogBucket(pulumi.ComponentResource):
         # Expendable and expiring, so `pulumi destroy` may empty it; the state bucket is the one kept.
         bucket = aws.s3.Bucket(f"{name}-alb-logs", force_destroy=True, tags=args.tags, opts=child)
         aws.s3.BucketOwnershipControls(
-            f"{name}-alb-logs", bucket=bucket.id, rule={"object_ownership": "BucketOwnerEnforced"}, opts=child
+            f"{name}-alb-logs",
+            bucket=bucket.id,
+            rule={"object_ownership": hardening.OBJECT_OWNERSHIP},
+            opts=child,
         )
         aws.s3.BucketPublicAccessBlock(
             f"{name}-alb-logs",
             bucket=bucket.id,
-            block_public_acls=True,
-            ignore_public_acls=True,
-            block_public_policy=True,
-            restrict_public_buckets=True,
+            block_public_acls=hardening.PUBLIC_ACCESS_BLOCK["BlockPublicAcls"],
+            ignore_public_acls=hardening.PUBLIC_ACCESS_BLOCK["IgnorePublicAcls"],
+            block_public_policy=hardening.PUBLIC_ACCESS_BLOCK["BlockPublicPolicy"],
+            restrict_public_buckets=hardening.PUBLIC_ACCESS_BLOCK["RestrictPublicBuckets"],
             opts=child,
         )
         # SSE-S3: "the only server-side encryption option that's supported" for ALB access logs
@@ -238,7 +233,7 @@ class AccessLogBucket(pulumi.ComponentResource):
         aws.s3.BucketServerSideEncryptionConfiguration(
             f"{name}-alb-logs",
             bucket=bucket.id,
-            rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}],
+            rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": hardening.SSE_ALGORITHM}}],
             opts=child,
         )
         aws.s3.BucketLifecycleConfiguration(
