@@ -41,6 +41,8 @@ COMMAND_TIMEOUT_S = 30
 LOG_TAIL_LINES = 40
 # /ready's JSON keys that name the build (service/routes.py; `revision` from the release-identity work).
 IDENTITY_KEYS = ("model_version", "revision")
+# What the gate is given; any change of one is a new gate.
+GATE_INPUTS = ("region", "instance_id", "port", "timeout_s", *IDENTITY_KEYS)
 # SSM's final states of a command invocation (GetCommandInvocation's Status).
 _FINAL = frozenset({"Success", "Failed", "Cancelled", "TimedOut", "Cancelling"})
 
@@ -284,7 +286,9 @@ class ReadinessProvider(ResourceProvider):
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         """Replace on any input change: a new instance (or build) must be waited for again."""
-        changed = [k for k in news if not k.startswith("__") and olds.get(k) != news.get(k)]
+        # Inputs only: `ready_body` is an output (None in the program, the answer in the state), and
+        # `__provider` changes with this module's code; neither is a reason to wait again.
+        changed = [k for k in GATE_INPUTS if olds.get(k) != news.get(k)]
         return DiffResult(changes=bool(changed), replaces=changed, delete_before_replace=False)
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
