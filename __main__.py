@@ -34,7 +34,7 @@ image = AppImage(
     ),
 )
 logs = AppLogs("cali", AppLogsArgs(retention_days=settings.log_retention_days, tags=tags))
-network = Network("cali", NetworkArgs(az_count=settings.zone_count, tags=tags))
+network = Network("cali", NetworkArgs(az_count=settings.zone_count, tags=tags, flow_logs=settings.flow_logs))
 identity = ServerIdentity(
     "cali", ServerIdentityArgs(repository_arn=registry.repository_arn, log_group_arn=logs.arn, tags=tags)
 )
@@ -52,7 +52,8 @@ foundation = modes.Foundation(
     instance_profile_name=identity.instance_profile_name,
     monitoring=monitoring,
 )
-# single: `url` and `public_ip`; fleet: `url` and `autoscaling_group`. CI reads only `url`.
+# single: `url` and `public_ip`; fleet: `url` and `autoscaling_group`. CI reads `url` and
+# `ingress_group` (the security group it admits its runner to for the smoke test).
 compose = modes.fleet if settings.mode == "fleet" else modes.single
 service = compose(settings, foundation)
 

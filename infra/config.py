@@ -65,6 +65,7 @@ class FleetSettings:
     domain: str
     hosted_zone: str
     session_manager: bool
+    access_logs: bool = True
 
     @property
     def https(self) -> bool:
@@ -92,6 +93,7 @@ class StackSettings:
     mode: str
     fleet: FleetSettings
     alert_email: str = ""
+    flow_logs: bool = True
 
     @property
     def zone_count(self) -> int:
@@ -279,6 +281,7 @@ def _load(repo: Path) -> StackSettings:
         alert_email=check_pattern("alertEmail", email, _EMAIL, "empty or an email address for the alarms")
         if email
         else "",
+        flow_logs=cfg.require_bool("flowLogs"),
     )
 
 
@@ -304,4 +307,5 @@ def _load_fleet(cfg: pulumi.Config) -> FleetSettings:
         domain=domain,
         hosted_zone=zone,
         session_manager=cfg.require_bool("fleetSessionManager"),
+        access_logs=cfg.require_bool("fleetAccessLogs"),
     )

@@ -13,6 +13,7 @@ from functools import partial
 import pulumi
 import pulumi_aws as aws
 
+from infra.server import METADATA_OPTIONS
 from infra.tags import named
 
 # Seconds from launch until a new instance's boot script has installed Docker and pulled the image
@@ -136,12 +137,10 @@ class Fleet(pulumi.ComponentResource):
                     "delete_on_termination": "true",
                 }
             ],
-            # IMDSv2 only; hop limit 2 so a process inside a container (one hop more) still reaches it.
-            metadata_options={
-                "http_endpoint": "enabled",
-                "http_tokens": "required",
-                "http_put_response_hop_limit": 2,
-            },
+            # IMDSv2 only, hop limit 1: as the single server (infra/server.py says why).
+            metadata_options=METADATA_OPTIONS,
+            # Declared for the scanner; launch templates take it as a string (pulumi_aws docstring).
+            ebs_optimized="true",
             block_device_mappings=[
                 {
                     "device_name": ROOT_DEVICE,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 import pulumi
 import pulumi_aws as aws
 
+from infra.logs import ACCESS_LOG_PREFIX
 from infra.tags import named
+from service.timeouts import LOAD_BALANCER_IDLE_TIMEOUT_S
 
 # TLS 1.3 and 1.2 only, forward secrecy only: AWS's recommended policy for HTTPS listeners.
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
@@ -42,6 +44,9 @@ class LoadBalancerArgs:
         app_port: The port the instances serve on.
         https: The domain, certificate and zone; None serves plain HTTP on the load balancer's name.
         tags: Tags for every taggable resource.
+        access_log_bucket: The bucket the balancer writes access logs to; None: no access logs.
+        access_log_dependencies: What must exist before logging is switched on (the bucket policy:
+            ELB checks it can write when access logs are enabled).
     """
 
     vpc_id: pulumi.Input[str]
@@ -50,6 +55,8 @@ class LoadBalancerArgs:
     app_port: int
     https: HttpsArgs | None
     tags: dict[str, str]
+    access_log_bucket: pulumi.Input[str] | None = None
+    access_log_dependencies: list[pulumi.Resource] = field(default_factory=list)
 
 
 def forward(target_group_arn: pulumi.Input[str]) -> list[dict[str, object]]:
@@ -83,8 +90,15 @@ class LoadBalancer(pulumi.ComponentResource):
             security_groups=[args.security_group_id],
             # Malformed headers are dropped at the edge instead of reaching gunicorn.
             drop_invalid_header_fields=True,
+            # Explicit, and below gunicorn's keep-alive (service/timeouts.py derives one from the
+            # other): the balancer closes idle connections before the app does, so never sends a
+            # request on one the app has closed (the 502s of issue 14).
+            idle_timeout=LOAD_BALANCER_IDLE_TIMEOUT_S,
+            access_logs=None
+            if args.access_log_bucket is None
+            else {"bucket": args.access_log_bucket, "prefix": ACCESS_LOG_PREFIX, "enabled": True},
             tags=tags("alb"),
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=args.access_log_dependencies),
         )
         self.target_group = aws.lb.TargetGroup(
             f"{name}-tg",

@@ -6,15 +6,18 @@ their URNs, and Pulumi would replace a running stack's server for nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import pulumi
+import pulumi_aws as aws
 
 from infra.certificate import TlsCertificate, TlsCertificateArgs
 from infra.config import StackSettings
 from infra.endpoints import ServiceEndpoints, ServiceEndpointsArgs
 from infra.fleet import Fleet, FleetArgs, ScalingArgs
 from infra.load_balancer import HttpsArgs, LoadBalancer, LoadBalancerArgs
+from infra.logs import AccessLogBucket, AccessLogBucketArgs
 from infra.monitoring import Monitoring
 from infra.network import AppFirewall, AppFirewallArgs, FleetFirewall, FleetFirewallArgs, Network
 from infra.server import Server, ServerArgs
@@ -30,6 +33,8 @@ class Foundation:
         user_data: The rendered boot script (it names the image digest).
         instance_profile_name: The instance profile carrying the server role.
         monitoring: The alarms and their topic; a fleet adds its no-healthy-target alarm.
+        expected_build: What /ready must report before the single server gets the address
+            (model_version, revision; infra/readiness.py); empty: readiness alone.
     """
 
     network: Network
@@ -37,10 +42,11 @@ class Foundation:
     user_data: pulumi.Input[str]
     instance_profile_name: pulumi.Input[str]
     monitoring: Monitoring
+    expected_build: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
 
 
 def single(settings: StackSettings, base: Foundation) -> dict[str, pulumi.Output[str]]:
-    """One server behind an Elastic IP, open on the app port. Returns its exports (`url`, `public_ip`)."""
+    """One server behind an Elastic IP, open on the app port. Returns `url`, `public_ip`, `ingress_group`."""
     tags = settings.tags
     firewall = AppFirewall(
         "cali",
@@ -61,15 +67,18 @@ def single(settings: StackSettings, base: Foundation) -> dict[str, pulumi.Output
             root_volume_gb=settings.root_volume_gb,
             region=settings.region,
             tags=tags,
+            host_port=settings.app_port,
+            expected_build=base.expected_build,
         ),
     )
     port_suffix = "" if settings.app_port == 80 else f":{settings.app_port}"
     url = pulumi.Output.concat("http://", server.public_ip, port_suffix)
-    return {"public_ip": server.public_ip, "url": url}
+    # ingress_group: where CI admits its runner for the smoke test (scripts/runner_access.py).
+    return {"public_ip": server.public_ip, "url": url, "ingress_group": firewall.security_group_id}
 
 
 def fleet(settings: StackSettings, base: Foundation) -> dict[str, pulumi.Output[str]]:
-    """Auto Scaling group behind an ALB, HTTPS when a domain is set. Returns `url` and `autoscaling_group`."""
+    """Auto Scaling group behind an ALB (HTTPS with a domain): `url`, `autoscaling_group`, `ingress_group`."""
     tags, spec, network = settings.tags, settings.fleet, base.network
     firewall = FleetFirewall(
         "cali",
@@ -97,6 +106,10 @@ def fleet(settings: StackSettings, base: Foundation) -> dict[str, pulumi.Output[
     if spec.https:
         certificate = TlsCertificate("cali", TlsCertificateArgs(spec.domain, spec.hosted_zone, tags))
         https = HttpsArgs(spec.domain, certificate.zone_id, certificate.certificate_arn)
+    logs = None
+    if spec.access_logs:
+        account = aws.get_caller_identity_output().account_id
+        logs = AccessLogBucket("cali", AccessLogBucketArgs(settings.region, account, tags))
     balancer = LoadBalancer(
         "cali",
         LoadBalancerArgs(
@@ -106,6 +119,8 @@ def fleet(settings: StackSettings, base: Foundation) -> dict[str, pulumi.Output[
             app_port=settings.app_port,
             https=https,
             tags=tags,
+            access_log_bucket=logs.bucket_name if logs else None,
+            access_log_dependencies=[logs.policy] if logs else [],
         ),
     )
     target = spec.cpu_target if spec.scaling_metric == "cpu" else spec.requests_per_second_target
@@ -131,4 +146,8 @@ def fleet(settings: StackSettings, base: Foundation) -> dict[str, pulumi.Output[
         ),
     )
     base.monitoring.watch_targets(balancer.balancer.arn_suffix, balancer.target_group.arn_suffix)
-    return {"url": balancer.url, "autoscaling_group": group.group_name}
+    return {
+        "url": balancer.url,
+        "autoscaling_group": group.group_name,
+        "ingress_group": firewall.load_balancer_group_id,
+    }

@@ -12,6 +12,7 @@ from functools import partial
 import pulumi
 import pulumi_aws as aws
 
+from infra.logs import FlowLogs, FlowLogsArgs
 from infra.tags import named
 
 VPC_CIDR = "10.40.0.0/16"
@@ -25,10 +26,12 @@ class NetworkArgs:
         az_count: Public subnets to make, one per availability zone (1 for a single server; a fleet
             behind a load balancer needs at least 2).
         tags: Tags for every resource.
+        flow_logs: Log the VPC's accepted and rejected traffic to CloudWatch Logs (config flowLogs).
     """
 
     az_count: int
     tags: dict[str, str]
+    flow_logs: bool = False
 
 
 class Network(pulumi.ComponentResource):
@@ -47,6 +50,18 @@ class Network(pulumi.ComponentResource):
             enable_dns_hostnames=True,
             enable_dns_support=True,
             tags=tags("vpc"),
+            opts=child,
+        )
+        # The VPC's default group admits all traffic between its members and lets everything out; nothing
+        # here uses it, but an ENI created without a group would land in it. Managed with no rules,
+        # it admits and emits nothing: the provider "immediately removes all ingress and egress
+        # rules" when it adopts the group (pulumi_aws ec2/default_security_group.py docstring).
+        aws.ec2.DefaultSecurityGroup(
+            f"{name}-default-sg",
+            vpc_id=self.vpc.id,
+            ingress=[],
+            egress=[],
+            tags=tags("default-sg"),
             opts=child,
         )
         gateway = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=self.vpc.id, tags=tags("igw"), opts=child)
@@ -73,6 +88,9 @@ class Network(pulumi.ComponentResource):
                 f"{name}-public-{index}", subnet_id=subnet.id, route_table_id=routes.id, opts=child
             )
             self.subnets.append(subnet)
+        if args.flow_logs:
+            account = aws.get_caller_identity_output().account_id
+            FlowLogs(name, FlowLogsArgs(vpc_id=self.vpc.id, account_id=account, tags=args.tags), opts=child)
         self.vpc_id: pulumi.Output[str] = self.vpc.id
         self.subnet_ids: list[pulumi.Output[str]] = [s.id for s in self.subnets]
         # A fleet's S3 gateway endpoint adds its route here: instances without public IPs reach S3.

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import partial
 
 import pulumi
 import pulumi_aws as aws
 
+from infra.readiness import READY_TIMEOUT_S, ReadinessGate, ReadinessGateArgs
 from infra.tags import named
 
 # Amazon's public pointer to the current Amazon Linux 2023 AMI for x86_64.
 AL2023_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+
+# IMDSv2 only, hop limit 1: the host's own calls (the ECR credential helper, the awslogs driver, the
+# SSM agent) are one hop; a process inside a container is two and gets no answer, so an SSRF in the
+# internet-facing app cannot fetch the instance role's credentials. The app never calls AWS.
+# Shared by the single server and the fleet's launch template.
+METADATA_OPTIONS = {
+    "http_endpoint": "enabled",
+    "http_tokens": "required",
+    "http_put_response_hop_limit": 1,
+}
 
 
 def amazon_linux_ami(pinned: str) -> pulumi.Input[str]:
@@ -35,8 +47,12 @@ class ServerArgs:
         instance_profile_name: The instance profile carrying the server's role.
         user_data: The rendered boot script (it names the image digest).
         root_volume_gb: Size of the encrypted gp3 root volume.
-        region: The region, for the recovery alarm's action ARN.
+        region: The region, for the recovery alarm's action ARN and the readiness gate's AWS calls.
         tags: Tags for every taggable resource.
+        host_port: The port the boot script publishes the app on (the gate asks it on loopback).
+        expected_build: /ready's identity keys (model_version, revision) and the values the build
+            being deployed reports; the address moves only to a server that reports them.
+        ready_timeout_s: How long a replacement may take to become ready before `up` fails.
     """
 
     ami: pulumi.Input[str]
@@ -49,6 +65,9 @@ class ServerArgs:
     root_volume_gb: int
     region: str
     tags: dict[str, str]
+    host_port: int = 80
+    expected_build: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    ready_timeout_s: int = READY_TIMEOUT_S
 
 
 class Server(pulumi.ComponentResource):
@@ -70,12 +89,10 @@ class Server(pulumi.ComponentResource):
             # A public address from the first second, so the boot script reaches ECR before the
             # Elastic IP is attached (the EIP then takes its place).
             associate_public_ip_address=True,
-            # IMDSv2 only; hop limit 2 so a process inside a container (one hop more) still reaches it.
-            metadata_options={
-                "http_endpoint": "enabled",
-                "http_tokens": "required",
-                "http_put_response_hop_limit": 2,
-            },
+            metadata_options=METADATA_OPTIONS,
+            # Scanner finding: declare it. t3 is EBS-optimized anyway, at no extra cost (AWS User Guide,
+            # "Amazon EBS-optimized instance types"); pulumi_aws ec2/instance.py ebs_optimized docstring.
+            ebs_optimized=True,
             root_block_device={
                 "volume_type": "gp3",
                 "volume_size": args.root_volume_gb,
@@ -96,13 +113,35 @@ class Server(pulumi.ComponentResource):
         # The address lives apart from the instance, so a replaced instance keeps it: only the
         # association names the instance, and it is replaced to point at the new one.
         self.eip = aws.ec2.Eip(f"{name}-eip", domain="vpc", tags=tags("eip"), opts=child)
+        # The gate takes the new instance's id and gives it back once that instance serves the build
+        # being deployed (infra/readiness.py). A new instance id is a new gate (its diff replaces on
+        # any change), so on every replacement the order is: new instance (Pulumi's default
+        # create-before-delete: the old one stays until the whole `up` succeeds), then the wait, then
+        # the address moves. When the wait fails, `up` stops before the association is touched:
+        # the old server keeps the address. Its deletion stays pending and runs at the end of the
+        # next successful `up`, not at its start (pulumi/pulumi#11027, "Do not execute pending
+        # deletes at the start of deployment").
+        self.gate = ReadinessGate(
+            f"{name}-ready",
+            ReadinessGateArgs(
+                region=args.region,
+                instance_id=self.instance.id,
+                port=args.host_port,
+                expected=args.expected_build,
+                timeout_s=args.ready_timeout_s,
+            ),
+            opts=child,
+        )
         aws.ec2.EipAssociation(
             f"{name}-eip-assoc",
             allocation_id=self.eip.allocation_id,
-            instance_id=self.instance.id,
+            # From the gate, not the instance: this input is known only once the gate exists.
+            instance_id=self.gate.instance_id,
             # An address has one association at a time: creating the new one first would silently
             # take the address over, and deleting the old one afterwards would then fail on an
-            # association id that no longer exists. Old one out, new one in: seconds without the IP.
+            # association id that no longer exists. Old one out, new one in: seconds without the IP
+            # (the disassociate and associate calls), and only after the gate has passed, since the
+            # engine registers this resource only once its inputs resolve.
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
         # A failed system status check means the host under the instance is broken; EC2's recover

@@ -1,7 +1,8 @@
 """Render `infra/user_data.sh`, the server's boot script. Plain Python: no Pulumi needed.
 
-The Pulumi program renders it for EC2 (ECR login, awslogs); the deploy rehearsal renders the very
-same template for a local registry without login and the json-file log driver.
+The Pulumi program renders it for EC2 (ECR through the credential helper, awslogs); the deploy
+rehearsal renders the very same template for a local registry without login and the json-file log
+driver.
 """
 
 from __future__ import annotations
@@ -34,12 +35,12 @@ def render_user_data(
     Args:
         image: The image by digest, ``<registry-host>/<repo>@sha256:<64 hex>``; the registry host
             (e.g. ``123456789012.dkr.ecr.eu-west-1.amazonaws.com`` or ``127.0.0.1:5000``) is taken from it.
-        region: AWS region; needed for the ECR login and the awslogs driver.
+        region: AWS region; needed by the awslogs driver (and so required with ECR).
         log_group: CloudWatch log group; needed by the awslogs driver when `log_options` is None.
         host_port: The port published on the host (the public port).
         container_port: The port the app listens on in the container; also passed as env PORT.
-        ecr_login: Log in to ECR with the instance's role before pulling; False for a registry
-            that needs no login.
+        ecr_login: Pull from ECR through amazon-ecr-credential-helper (the instance's role, no token
+            on disk); False for a registry that needs no login.
         log_driver: Docker logging driver: ``awslogs`` in production, e.g. ``json-file`` elsewhere.
         log_options: ``--log-opt`` pairs. None means: for awslogs, the region and the log group;
             for other drivers, none.
@@ -55,7 +56,7 @@ def render_user_data(
     if match is None:
         raise ValueError(f"image must be <registry>/<repo>@sha256:<digest>, not {image!r}")
     if (ecr_login or log_driver == "awslogs") and not region:
-        raise ValueError("region is required for the ECR login and the awslogs driver")
+        raise ValueError("region is required with ECR and by the awslogs driver")
     if log_options is None:
         if log_driver == "awslogs":
             if not log_group:
@@ -69,7 +70,6 @@ def render_user_data(
     values = {
         "IMAGE": shlex.quote(image),
         "REGISTRY": shlex.quote(match["registry"]),
-        "REGION": shlex.quote(region),
         "ECR_LOGIN": "1" if ecr_login else "0",
         "HOST_PORT": str(int(host_port)),
         "CONTAINER_PORT": str(int(container_port)),

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from service.timeouts import APP_KEEPALIVE_S, LOAD_BALANCER_IDLE_TIMEOUT_S
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 WORKER_CLASSES = ("gevent", "gthread")
 
@@ -50,6 +52,8 @@ class ServiceSettings:
         drift_window: Most recent predicted records the drift window holds (service/drift.py).
         telemetry_interval: Seconds between a worker's CloudWatch EMF lines (service/telemetry.py); 0
             turns them off.
+        keepalive: Seconds an idle keep-alive connection stays open; always longer than the load
+            balancer's idle timeout (service/timeouts.py), so the balancer, not the app, closes it.
     """
 
     model_dir: Path = Path("artifacts")
@@ -66,12 +70,13 @@ class ServiceSettings:
     metrics_dir: str | None = None
     drift_window: int = 5_000
     telemetry_interval: int = 60
+    keepalive: int = APP_KEEPALIVE_S
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServiceSettings:
         """Read MODEL_DIR, HOST, PORT, WORKERS, WORKER_CLASS, THREADS, WORKER_CONNECTIONS, MAX_BATCH,
-        MAX_BODY_BYTES, LOG_LEVEL, GRACEFUL_TIMEOUT, PROMETHEUS_MULTIPROC_DIR, DRIFT_WINDOW and
-        TELEMETRY_INTERVAL.
+        MAX_BODY_BYTES, LOG_LEVEL, GRACEFUL_TIMEOUT, KEEPALIVE, PROMETHEUS_MULTIPROC_DIR, DRIFT_WINDOW
+        and TELEMETRY_INTERVAL.
 
         Raises:
             ConfigError: A value is malformed or out of range; the message names the variable.
@@ -98,4 +103,6 @@ class ServiceSettings:
             metrics_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,
             drift_window=_int(env, "DRIFT_WINDOW", cls.drift_window, 100, 1_000_000),
             telemetry_interval=_int(env, "TELEMETRY_INTERVAL", cls.telemetry_interval, 0, 3600),
+            # Below the balancer's idle timeout would bring back its 502s: refused, not clamped.
+            keepalive=_int(env, "KEEPALIVE", cls.keepalive, LOAD_BALANCER_IDLE_TIMEOUT_S + 1, 3600),
         )

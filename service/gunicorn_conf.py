@@ -43,7 +43,8 @@ threads = _settings.threads  # gthread only
 worker_connections = _settings.worker_connections  # gevent only
 graceful_timeout = _settings.graceful_timeout
 timeout = 30
-keepalive = 5
+# Outlasts the load balancer's idle timeout (service/timeouts.py): the balancer closes idle connections first.
+keepalive = _settings.keepalive
 # gunicorn 27's runtime control socket is not needed and would live in $HOME, which the image's
 # non-root user does not have
 control_socket_disable = True

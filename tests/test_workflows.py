@@ -175,15 +175,18 @@ def test_the_smoke_job_runs_after_deploy_against_the_stacks_url_output() -> None
     assert smoke["needs"] == "deploy"
     (up,) = [s for s in steps_using(deploy, "pulumi/actions") if s.get("with", {}).get("command") == "up"]
     assert deploy["outputs"]["url"] == f"${{{{ steps.{up['id']}.outputs.url }}}}"
-    (run,) = [s for s in smoke["steps"] if "smoke" in s.get("run", "")]
-    assert run["env"]["URL"] == "${{ needs.deploy.outputs.url }}"
+    (run,) = [s for s in smoke["steps"] if "python -m smoke" in s.get("run", "")]
+    assert {**smoke.get("env", {}), **run.get("env", {})}["URL"] == "${{ needs.deploy.outputs.url }}"
     assert run["run"].startswith('python -m smoke "$URL"')
 
 
 def test_the_smoke_job_installs_nothing_the_standard_library_lacks() -> None:
-    runs = " ".join(s.get("run", "") for s in job("pipeline.yml", "smoke")["steps"])
-    assert "pip install" not in runs
-    assert "make " not in runs
+    # The smoke test is standard library only; the one install is boto3, pinned by constraints.txt,
+    # for the runner's temporary ingress rule (scripts/runner_access.py).
+    runs = [s.get("run", "") for s in job("pipeline.yml", "smoke")["steps"]]
+    installs = [line.strip() for run in runs for line in run.splitlines() if "pip install" in line]
+    assert installs == ["python -m pip install -q -c constraints.txt boto3"]
+    assert not any("make " in run for run in runs)
 
 
 # --- manual operations ----------------------------------------------------------------------------
@@ -374,3 +377,67 @@ def test_the_weekly_drift_report_reads_the_live_service_and_fails_on_drift() -> 
     assert "pip install" not in step["run"]
     assert "make " not in step["run"]
     assert pulumi_commands(drift) == set(), "a report never changes the stack"
+# --- ami-update.yml: OS patches arrive by pull request (issue 14) ----------------------------------
+
+
+def test_ami_update_runs_on_a_schedule_and_by_hand() -> None:
+    on = workflow("ami-update.yml")["on"]
+    assert on["schedule"]
+    assert all(entry["cron"] for entry in on["schedule"])
+    assert "workflow_dispatch" in on
+    assert "push" not in on
+    assert "pull_request" not in on
+
+
+def test_ami_update_reads_the_parameter_the_program_reads() -> None:
+    from infra.server import AL2023_PARAMETER
+
+    assert workflow("ami-update.yml")["env"]["AMI_PARAMETER"] == AL2023_PARAMETER
+    assert workflow("ami-update.yml")["env"]["STACK_FILE"] == "Pulumi.prod.yaml"
+
+
+def test_ami_update_proposes_a_change_and_never_deploys() -> None:
+    propose = job("ami-update.yml", "propose")
+    assert pulumi_commands(propose) == set()  # the PR goes through preview and deploy like any other
+    assert workflow("ami-update.yml")["permissions"] == {"contents": "read"}
+    assert propose["permissions"] == {"contents": "write", "pull-requests": "write", "id-token": "write"}
+    (creds,) = steps_using(propose, "aws-actions/configure-aws-credentials")
+    # the small main-branch role, never the deploy role (which only the production environment gets)
+    assert creds["with"]["role-to-assume"] == "${{ vars.AWS_CI_HELPER_ROLE_ARN }}"
+    runs = "\n".join(step.get("run", "") for step in propose["steps"])
+    assert "scripts/pin_ami.py" in runs
+    assert "gh pr create" in runs
+
+
+def test_pin_ami_replaces_or_adds_the_pinned_ami() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("pin_ami", ROOT / "scripts" / "pin_ami.py")
+    pin_ami = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pin_ami)
+    stack = (ROOT / "Pulumi.prod.yaml").read_text()
+    added = pin_ami.pin(stack, "ami-0123456789abcdef0")
+    assert yaml.safe_load(added)["config"]["cali-housing:ami"] == "ami-0123456789abcdef0"
+    replaced = pin_ami.pin(added, "ami-0fedcba9876543210")
+    assert yaml.safe_load(replaced)["config"]["cali-housing:ami"] == "ami-0fedcba9876543210"
+    assert replaced.count("cali-housing:ami") == 1
+    assert pin_ami.pin(replaced, "ami-0fedcba9876543210") == replaced  # nothing newer: no change
+    with pytest.raises(ValueError, match="not an AMI id"):
+        pin_ami.pin(stack, "ami-; rm -rf /")
+
+
+# --- the smoke test behind a narrowed allowedCidrs (issue 14) ---------------------------------------
+
+
+def test_smoke_admits_the_runner_before_and_always_withdraws_it_after() -> None:
+    steps = job("pipeline.yml", "smoke")["steps"]
+    runs = [step.get("run", "") for step in steps]
+    opened = next(i for i, run in enumerate(runs) if "runner_access.py open" in run)
+    smoked = next(i for i, run in enumerate(runs) if "python -m smoke" in run)
+    closed = next(i for i, run in enumerate(runs) if "runner_access.py close" in run)
+    assert opened < smoked < closed
+    assert steps[closed]["if"] == "always()"  # a failed smoke test leaves no rule behind
+    assert job("pipeline.yml", "smoke")["env"]["INGRESS_GROUP"] == "${{ needs.deploy.outputs.ingress_group }}"
+    assert (
+        job("pipeline.yml", "deploy")["outputs"]["ingress_group"] == "${{ steps.up.outputs.ingress_group }}"
+    )

@@ -135,6 +135,14 @@ class Deployment:
         """Every resource of one Pulumi type token."""
         return [r for r in self.resources if r.typ == typ]
 
+    def named(self, typ: str, name: str) -> Registered:
+        """The resource of a type with a given name (fails when there is none)."""
+        found = [r for r in self.of_type(typ) if r.name == name]
+        assert len(found) == 1, (
+            f"expected one {typ} named {name}, found {[r.name for r in self.of_type(typ)]}"
+        )
+        return found[0]
+
     def one(self, typ: str) -> Registered:
         """The single resource of a type (fails when there are none or several)."""
         found = self.of_type(typ)
@@ -169,7 +177,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
         elif typ in ("aws:iam/role:Role", "aws:iam/instanceProfile:InstanceProfile"):
             outputs |= {"name": name, "arn": f"arn:aws:iam::{ACCOUNT}:{typ.split(':')[-1].lower()}/{name}"}
         elif typ == "aws:s3/bucket:Bucket":
-            outputs |= {"arn": f"arn:aws:s3:::{args.inputs['bucket']}"}
+            bucket = args.inputs.get("bucket") or f"{name}-a1b2c3d"  # auto-named, as Pulumi does
+            outputs |= {"bucket": bucket, "arn": f"arn:aws:s3:::{bucket}"}
         elif typ in FLEET_TYPES:
             outputs |= _fleet_outputs(typ, name, args.inputs)
             outputs.setdefault("arn", arn)
@@ -198,6 +207,13 @@ class RecordingMocks(pulumi.runtime.Mocks):
             }
         if function == "aws:route53/getZone:getZone":
             return {"name": args.args["name"], "zoneId": HOSTED_ZONE_ID, "id": HOSTED_ZONE_ID}
+        if function == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {
+                "accountId": ACCOUNT,
+                "arn": f"arn:aws:iam::{ACCOUNT}:user/ci",
+                "userId": "AIDA",
+                "id": ACCOUNT,
+            }
         if function == "aws:index/getAvailabilityZones:getAvailabilityZones":
             names = [f"{REGION}{z}" for z in "abc"]
             return {"names": names, "zoneIds": [f"use1-az{i}" for i in range(3)], "id": REGION}

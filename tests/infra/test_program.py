@@ -72,11 +72,12 @@ def test_ingress_follows_configured_port_and_cidrs() -> None:
     assert re.search(r"^HOST_PORT=8081\b", deployment.one(INSTANCE).inputs["userData"], re.MULTILINE)
 
 
-def test_server_has_no_ssh_key_and_requires_imdsv2_with_hop_limit_2(prod: Deployment) -> None:
+def test_server_has_no_ssh_key_and_requires_imdsv2_with_hop_limit_1(prod: Deployment) -> None:
     instance = prod.one(INSTANCE).inputs
     assert "keyName" not in instance
     assert instance["metadataOptions"]["httpTokens"] == "required"
-    assert instance["metadataOptions"]["httpPutResponseHopLimit"] == 2
+    # one hop: the host's own calls reach IMDS, a process inside the container does not
+    assert instance["metadataOptions"]["httpPutResponseHopLimit"] == 1
 
 
 def test_root_volume_is_encrypted_gp3(prod: Deployment) -> None:
@@ -231,7 +232,7 @@ def test_state_bucket_survives_destroy(prod: Deployment, typ: str) -> None:
 
 def test_iam_policies_have_no_wildcard_actions_and_scoped_resources(prod: Deployment) -> None:
     repo_arn = prod.one("aws:ecr/repository:Repository").inputs["arn"]
-    group_arn = prod.one("aws:cloudwatch/logGroup:LogGroup").inputs["arn"]
+    group_arns = {g.inputs["arn"] for g in prod.of_type("aws:cloudwatch/logGroup:LogGroup")}
     policies = prod.of_type("aws:iam/rolePolicy:RolePolicy")
     assert policies
     for policy in policies:
@@ -248,6 +249,8 @@ def test_iam_policies_have_no_wildcard_actions_and_scoped_resources(prod: Deploy
                 assert resources == [repo_arn]
             else:
                 assert all(a.startswith("logs:") for a in actions), actions
+                group_arn = resources[0]
+                assert group_arn in group_arns  # the app's log group, or the flow logs' own
                 assert resources == [group_arn, f"{group_arn}:log-stream:*"]
 
 
@@ -256,7 +259,9 @@ def test_server_role_uses_session_manager_not_ssh(prod: Deployment) -> None:
         a.inputs["policyArn"] for a in prod.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
     }
     assert attachments == {"arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"}
-    assumed_by = json.loads(prod.one("aws:iam/role:Role").inputs["assumeRolePolicy"])["Statement"]
+    assumed_by = json.loads(prod.named("aws:iam/role:Role", "cali-role").inputs["assumeRolePolicy"])[
+        "Statement"
+    ]
     assert [s["Principal"] for s in assumed_by] == [{"Service": "ec2.amazonaws.com"}]
     assert prod.one(INSTANCE).inputs["iamInstanceProfile"] == "cali-profile"
     assert prod.of_type("aws:ec2/keyPair:KeyPair") == []
@@ -264,7 +269,7 @@ def test_server_role_uses_session_manager_not_ssh(prod: Deployment) -> None:
 
 def test_log_group_retention_follows_config() -> None:
     deployment = run_program(cli_config(logRetentionDays=14))
-    assert deployment.one("aws:cloudwatch/logGroup:LogGroup").inputs["retentionInDays"] == 14
+    assert deployment.named("aws:cloudwatch/logGroup:LogGroup", "cali-logs").inputs["retentionInDays"] == 14
 
 
 def test_every_taggable_resource_is_tagged(prod: Deployment) -> None:
@@ -285,7 +290,15 @@ def test_every_resource_belongs_to_a_component(prod: Deployment) -> None:
 
 
 def test_every_export_is_present(prod: Deployment) -> None:
-    assert set(prod.exports) == {"public_ip", "url", "image", "state_bucket", "log_group", "curl"}
+    assert set(prod.exports) == {
+        "public_ip",
+        "url",
+        "ingress_group",
+        "image",
+        "state_bucket",
+        "log_group",
+        "curl",
+    }
     assert prod.exports["url"] == f"http://{PUBLIC_IP}"
     assert prod.exports["log_group"] == "cali-logs"
 

@@ -1,12 +1,14 @@
-"""The boot script: shellcheck-clean, and it does install -> start -> login -> pull -> run, once.
+"""The boot script: shellcheck-clean, and it does install -> start -> credential helper -> pull -> run, once.
 
 The rendered script runs under bash with stand-ins for docker, dnf, systemctl and aws first on
 PATH. They record each call and keep a little state (is the daemon up, which image the container
-runs), so a second run can show it changes nothing.
+runs), so a second run can show it changes nothing. A stand-in can be told to fail its next N calls
+(`Host.fail`), which shows every network step is retried and logged.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -21,8 +23,25 @@ OTHER_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/cali-repo@sha256:" +
 REHEARSAL_IMAGE = "127.0.0.1:5000/cali-housing@sha256:" + "ef" * 32
 
 # Each stand-in appends "<name> <args>" to $CALLS; state lives in files under $FAKE_STATE.
+# `flaky KEY` fails the call while $FAKE_STATE/fail-KEY holds a count above zero (and counts down).
+FLAKY = r"""flaky() {
+    local f="$FAKE_STATE/fail-$1"
+    if [[ -s "$f" ]] && (($(<"$f") > 0)); then
+        echo $(($(<"$f") - 1)) >"$f"
+        echo "$1: injected failure" >&2
+        exit 1
+    fi
+}
+"""
 STAND_INS = {
-    "dnf": 'echo "dnf $*" >>"$CALLS"; touch "$FAKE_STATE/installed"\n',
+    "dnf": r"""echo "dnf $*" >>"$CALLS"
+flaky dnf
+touch "$FAKE_STATE/installed"
+if [[ " $* " == *" amazon-ecr-credential-helper "* ]]; then
+    printf '#!/bin/bash\n' >"$(dirname "$0")/docker-credential-ecr-login"
+    chmod +x "$(dirname "$0")/docker-credential-ecr-login"
+fi
+""",
     "systemctl": (
         'echo "systemctl $*" >>"$CALLS"\n'
         'if [[ " $* " == *" --now "* || " $* " == *" start "* ]]; then touch "$FAKE_STATE/daemon"; fi\n'
@@ -38,10 +57,11 @@ case "$1" in
         [[ -e "$FAKE_STATE/container" ]] || exit 1
         if [[ "$2" == --format ]]; then echo "true $(cat "$FAKE_STATE/container")"; fi ;;
     login) [[ "$password" == ecr-password ]] ;;
-    pull) ;;
+    pull) flaky pull ;;
     stop) ;;
     rm) rm -f "$FAKE_STATE/container" ;;
-    run) for last in "$@"; do :; done; echo "$last" >"$FAKE_STATE/container" ;;
+    # a failed run may still have created the container, as Docker's can
+    run) for last in "$@"; do :; done; echo "$last" >"$FAKE_STATE/container"; flaky run ;;
     *) echo "unexpected docker $1" >&2; exit 2 ;;
 esac
 """,
@@ -71,21 +91,32 @@ class Host:
         self.calls.touch()
         for name, body in STAND_INS.items():
             path = self.bin / name
-            path.write_text(f"#!/bin/bash\nset -euo pipefail\n{body}")
+            path.write_text(f"#!/bin/bash\nset -euo pipefail\n{FLAKY}{body}")
             path.chmod(0o755)
+        self.stderr = ""
 
-    def run(self, script: str) -> list[str]:
-        """Run a rendered script; return the calls it made."""
-        before = len(self.calls.read_text().splitlines())
-        env = {
+    def fail(self, key: str, times: int) -> None:
+        """Make the stand-in step `key` (dnf, pull, run) fail its next `times` calls."""
+        (self.state / f"fail-{key}").write_text(str(times))
+
+    def env(self) -> dict[str, str]:
+        """The environment a script runs in here: the stand-ins first, no pause between retries."""
+        return {
             "PATH": f"{self.bin}:/usr/bin:/bin",
             "CALLS": str(self.calls),
             "FAKE_STATE": str(self.state),
             "RETRY_DELAY": "0",
             "HOME": str(self.state),
         }
-        done = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60)
+
+    def run(self, script: str) -> list[str]:
+        """Run a rendered script; return the calls it made (its log lines land in `stderr`)."""
+        before = len(self.calls.read_text().splitlines())
+        done = subprocess.run(
+            ["bash", "-c", script], env=self.env(), capture_output=True, text=True, timeout=60
+        )
         assert done.returncode == 0, done.stderr
+        self.stderr = done.stderr
         return self.calls.read_text().splitlines()[before:]
 
 
@@ -125,13 +156,12 @@ def test_template_starts_strict() -> None:
     assert "set -euo pipefail" in lines[:10]
 
 
-def test_fresh_host_installs_starts_logs_in_pulls_by_digest_and_runs(host: Host) -> None:
+def test_fresh_host_installs_starts_uses_the_ecr_helper_pulls_by_digest_and_runs(host: Host) -> None:
     made = changes(host.run(production_script()))
     assert made == [
         "dnf install -y docker",
         "systemctl enable --now docker",
-        "aws ecr get-login-password --region us-east-1",
-        "docker login --username AWS --password-stdin 123456789012.dkr.ecr.us-east-1.amazonaws.com",
+        "dnf install -y amazon-ecr-credential-helper",
         f"docker pull {IMAGE}",
         "docker run --detach --name cali-housing --restart unless-stopped --stop-timeout 30"
         " --publish 80:8080 --env PORT=8080"
@@ -205,3 +235,48 @@ def test_render_does_not_need_pulumi() -> None:
     code = "import sys, infra.user_data; sys.exit('pulumi' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], cwd=TEMPLATE.parents[1], timeout=60, check=False)
     assert done.returncode == 0
+
+
+def test_ecr_pulls_go_through_the_credential_helper_and_no_token_is_written(host: Host) -> None:
+    calls = host.run(production_script())
+    assert not [c for c in calls if c.startswith(("docker login", "aws "))], (
+        "a token would be written to disk"
+    )
+    config = json.loads((host.state / ".docker" / "config.json").read_text())
+    assert config == {"credHelpers": {"123456789012.dkr.ecr.us-east-1.amazonaws.com": "ecr-login"}}
+    assert "auths" not in config
+    assert (host.state / ".docker" / "config.json").stat().st_mode & 0o077 == 0
+
+
+@pytest.mark.parametrize(
+    ("step", "call"),
+    [
+        ("dnf", "dnf install -y docker"),
+        ("pull", f"docker pull {IMAGE}"),
+        ("run", "docker run --detach --name cali-housing"),
+    ],
+)
+def test_each_network_step_is_retried_and_each_failure_logged(host: Host, step: str, call: str) -> None:
+    host.fail(step, 2)
+    calls = host.run(production_script())
+    assert sum(c.startswith(call) for c in calls) == 3, calls  # two failures, then success
+    assert host.stderr.count("failed, retrying") == 2, host.stderr
+    assert (host.state / "container").read_text().strip() == IMAGE
+
+
+def test_a_failed_docker_run_is_cleaned_up_before_the_next_attempt(host: Host) -> None:
+    host.fail("run", 1)
+    made = changes(host.run(production_script()))
+    runs = [i for i, c in enumerate(made) if c.startswith("docker run")]
+    assert len(runs) == 2
+    assert made[runs[0] + 1] == "docker rm --force cali-housing", made
+
+
+def test_a_step_that_never_succeeds_fails_the_boot_naming_it(host: Host) -> None:
+    host.fail("pull", 100)
+    done = subprocess.run(
+        ["bash", "-c", production_script()], env=host.env(), capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode != 0
+    assert f"giving up after 12 attempts: docker pull {IMAGE}" in done.stderr
+    assert not (host.state / "container").exists()

@@ -1,0 +1,227 @@
+"""The readiness gate's decision, against real HTTP servers on loopback and a moto server for SSM and EC2.
+
+The gate's inside is plain Python: `wait_until_ready(probe, expected)` with a probe that either GETs
+/ready itself (`http_probe`) or runs PROBE_SCRIPT on the instance through SSM (`ssm_probe`). Here the
+probes talk to real servers: a threaded HTTP server answering what a test sets, and the very shell
+command SSM would run, run by bash with curl against that server. moto accepts `send_command` but
+does not run it, so what it proves is the request path; only AWS proves the agent's output.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import boto3
+import pytest
+
+from infra import readiness
+from infra.readiness import Expected, NotReady, Probe, http_probe, judge, parse_probe_output, wait_until_ready
+from tests.infra.conftest import MotoServer
+from tests.live import free_port
+
+BUILD = {"model_version": "mv-1234abcd", "revision": "0123456789ab"}
+
+
+class ReadyServer:
+    """A real HTTP server on loopback whose /ready answers `status` and `body`, counting the requests."""
+
+    def __init__(self) -> None:
+        self.status = 503
+        self.body: dict[str, object] = {"status": "loading"}
+        self.hits = 0
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                owner.hits += 1
+                payload = json.dumps(owner.body).encode()
+                self.send_response(owner.status if self.path == "/ready" else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/ready"
+
+    def serve(self, code: int, **body: object) -> None:
+        """Answer /ready with this from now on."""
+        self.status, self.body = code, body
+
+
+@pytest.fixture
+def server() -> Iterator[ReadyServer]:
+    """A loopback server whose /ready is not ready yet (503)."""
+    srv = ReadyServer()
+    thread = threading.Thread(target=srv.httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield srv
+    finally:
+        srv.httpd.shutdown()
+        srv.httpd.server_close()
+
+
+class FakeClock:
+    """Monotonic time that moves only when the gate sleeps: the bound is checked without waiting it out."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def wait(probe, expected: Expected, clock: FakeClock, timeout_s: float = 900) -> Probe:
+    return wait_until_ready(
+        probe, expected, timeout_s=timeout_s, interval_s=10, clock=clock, sleep=clock.sleep
+    )
+
+
+# --- the decision, over real HTTP ------------------------------------------------------------------
+
+
+def test_ready_with_the_expected_build_passes_at_once(server: ReadyServer) -> None:
+    server.serve(200, status="ready", **BUILD)
+    clock = FakeClock()
+    seen = wait(lambda: http_probe(server.url), Expected(BUILD), clock)
+    assert json.loads(seen.body)["model_version"] == BUILD["model_version"]
+    assert server.hits == 1
+    assert clock.now == 0
+
+
+def test_a_server_that_becomes_ready_later_passes_once_it_is(server: ReadyServer) -> None:
+    def probe() -> Probe:
+        if server.hits == 3:  # the fourth look finds the model loaded
+            server.serve(200, status="ready", **BUILD)
+        return http_probe(server.url)
+
+    wait(probe, Expected(BUILD), FakeClock())
+    assert server.hits == 4
+
+
+def test_never_ready_fails_with_the_reason_within_the_bound(server: ReadyServer) -> None:
+    clock = FakeClock()
+    with pytest.raises(NotReady) as failed:
+        wait(lambda: http_probe(server.url), Expected(BUILD), clock, timeout_s=120)
+    assert "/ready answered 503" in str(failed.value)
+    assert "loading" in failed.value.reason
+    assert failed.value.waited_s <= 120
+    assert server.hits == 13  # at t = 0, 10, ..., 120 s: one look every 10 s, none past the bound
+
+
+def test_ready_with_another_build_fails_naming_the_key(server: ReadyServer) -> None:
+    server.serve(200, status="ready", model_version="mv-old", revision=BUILD["revision"])
+    with pytest.raises(NotReady) as failed:
+        wait(lambda: http_probe(server.url), Expected(BUILD), FakeClock(), timeout_s=60)
+    assert "model_version='mv-old'" in failed.value.reason
+    assert "another build" in failed.value.reason
+
+
+def test_another_revision_fails_too(server: ReadyServer) -> None:
+    server.serve(200, status="ready", model_version=BUILD["model_version"], revision="ffffffffffff")
+    assert "revision='ffffffffffff'" in judge(http_probe(server.url), Expected(BUILD))
+
+
+def test_nothing_listening_is_not_ready_with_the_connection_error() -> None:
+    url = f"http://127.0.0.1:{free_port()}/ready"
+    with pytest.raises(NotReady) as failed:
+        wait(lambda: http_probe(url, timeout_s=2), Expected(BUILD), FakeClock(), timeout_s=30)
+    assert "did not answer" in failed.value.reason
+
+
+def test_without_expected_values_readiness_alone_passes(server: ReadyServer) -> None:
+    server.serve(200, status="ready", model_version="anything")
+    assert judge(http_probe(server.url), Expected({"model_version": "", "revision": ""})) is None
+
+
+@pytest.mark.parametrize(
+    ("probe", "says"),
+    [
+        (Probe(200, "<html>"), "not JSON"),
+        (Probe(200, "[1, 2]"), "not an object"),
+        (Probe(None, detail="refused"), "refused"),
+    ],
+)
+def test_odd_answers_are_not_ready_and_say_why(probe: Probe, says: str) -> None:
+    assert says in judge(probe, Expected(BUILD))
+
+
+# --- the command SSM runs on the instance, run here by bash against the same real server -----------
+
+
+def run_probe_script(port: int) -> str:
+    done = subprocess.run(
+        ["bash", "-c", readiness.probe_command(port)], capture_output=True, text=True, timeout=30, check=True
+    )
+    return done.stdout
+
+
+def test_the_instance_side_command_reads_ready_and_the_gate_passes_on_it(server: ReadyServer) -> None:
+    server.serve(200, status="ready", **BUILD)
+    probe = parse_probe_output(run_probe_script(server.port))
+    assert probe.status == 200
+    assert judge(probe, Expected(BUILD)) is None
+
+
+def test_the_instance_side_command_reports_a_503_and_another_build(server: ReadyServer) -> None:
+    assert "answered 503" in judge(parse_probe_output(run_probe_script(server.port)), Expected(BUILD))
+    server.serve(200, status="ready", model_version="mv-old")
+    assert "another build" in judge(parse_probe_output(run_probe_script(server.port)), Expected(BUILD))
+
+
+def test_the_instance_side_command_with_nothing_listening_is_no_answer() -> None:
+    probe = parse_probe_output(run_probe_script(free_port()))
+    assert probe.status is None
+    assert "nothing listens" in probe.detail
+
+
+# --- SSM and EC2 calls against moto ---------------------------------------------------------------
+
+
+@pytest.fixture
+def instance_id(aws_stand_in: MotoServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """One running instance in the stand-in account."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws_stand_in.url)
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    return ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, InstanceType="t3.small")["Instances"][0][
+        "InstanceId"
+    ]
+
+
+def test_ssm_probe_sends_the_probe_script_to_the_instance(instance_id: str) -> None:
+    ssm = boto3.client("ssm", region_name="us-east-1")
+    probe = readiness.ssm_probe(ssm, instance_id, 80, sleep=lambda _s: None)
+    # moto records the command but runs nothing, so its output is empty: no answer, not a pass
+    assert probe.status is None
+    sent = ssm.list_commands(InstanceId=instance_id)["Commands"]
+    assert [c["DocumentName"] for c in sent] == ["AWS-RunShellScript"]
+    assert sent[0]["Parameters"]["commands"] == [readiness.probe_command(80)]
+
+
+def test_ssm_probe_on_an_unknown_instance_is_no_answer_not_an_error(instance_id: str) -> None:
+    ssm = boto3.client("ssm", region_name="us-east-1")
+    probe = readiness.ssm_probe(ssm, "i-0000000000000dead", 80, sleep=lambda _s: None)
+    assert probe.status is None
+
+
+def test_the_failure_carries_the_console_tail(instance_id: str) -> None:
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    tail = readiness.console_tail(ec2, instance_id, lines=5)
+    assert tail
+    assert len(tail.splitlines()) <= 5
+    failed = NotReady("/ready answered 503", 900, tail)
+    assert "last lines of the boot log" in str(failed)
+    assert tail in str(failed)
