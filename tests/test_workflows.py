@@ -377,6 +377,8 @@ def test_the_weekly_drift_report_reads_the_live_service_and_fails_on_drift() -> 
     assert "pip install" not in step["run"]
     assert "make " not in step["run"]
     assert pulumi_commands(drift) == set(), "a report never changes the stack"
+
+
 # --- ami-update.yml: OS patches arrive by pull request (issue 14) ----------------------------------
 
 
