@@ -119,9 +119,10 @@ RATIO_NEIGHBOURS = 16  # k for the log price-to-income column
 # How far the 1st and 16th nearest training block groups are (km): how much to trust the prices.
 DISTANCE_NEIGHBOURS: tuple[int, ...] = (1, 16)
 OOF_FOLDS = 5
-# The training rows' neighbourhood columns, once out of each scheme (see fit_transform).
-OOF_SCHEMES: tuple[str, ...] = ("random", "spatial")
-OOF_CELL_DEGREES = 1.0  # the spatial scheme's cells: neighbours from 1 degree cells away at most
+# The training rows' neighbourhood columns, once out of each scheme, with the weight the model
+# gives that copy (see fit_transform; bench/results.md has the weights and cell sizes measured).
+OOF_SCHEMES: tuple[tuple[str, float], ...] = (("random", 1.0), ("spatial", 0.5))
+OOF_CELL_DEGREES = 0.5  # the spatial scheme's cells (0.5 beat 1.0 on the spatial CV, bench/results.md)
 # Smallest denominator of a ratio: the schema admits AveOccup = 0 and AveRooms = 0, the data never
 # come near it (minima 0.69 and 0.85), and a finite feature keeps every path NaN-free.
 MIN_DENOMINATOR = 1e-3
@@ -352,6 +353,15 @@ def _oof_folds(X: np.ndarray, scheme: str) -> list[tuple[np.ndarray, np.ndarray]
     raise ValueError(f"unknown out-of-fold scheme {scheme!r}")
 
 
+@dataclass(frozen=True)
+class TrainingMatrix:
+    """What the booster is fitted on: each training row once per OOF_SCHEMES entry, in order."""
+
+    features: np.ndarray  # (len(OOF_SCHEMES) * n, N_FEATURES) float64
+    target: np.ndarray
+    weight: np.ndarray
+
+
 @dataclass
 class FeatureTransformer:
     """Builds the model's N_FEATURES columns; fitted on training rows, then used for serving.
@@ -365,15 +375,14 @@ class FeatureTransformer:
     reference: _Reference | None = None
 
     # ---- training -------------------------------------------------------------------------
-    def fit_transform(
-        self, X: np.ndarray, y: np.ndarray, *, build_table: bool = True
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def fit_transform(self, X: np.ndarray, y: np.ndarray, *, build_table: bool = True) -> TrainingMatrix:
         """Fit on training rows and return the model's training matrix, neighbourhoods out of fold.
 
         Each training row appears once per OOF_SCHEMES entry: with its neighbourhood columns
         out of random folds (neighbours next door, as for a test row among known ones) and out
-        of spatial folds (neighbours in other cells, as for a place the data never covered).
-        The distance columns tell the model which case a row is in.
+        of spatial folds (neighbours in other cells, as for a place the data never covered),
+        the second copy at a lower weight. The distance columns tell the model which case a
+        row is in, so it learns how far the prices can be trusted.
 
         Args:
             X: (n, 8) raw inputs in schema order.
@@ -383,8 +392,8 @@ class FeatureTransformer:
                 values for the cells it is asked about.
 
         Returns:
-            (F, y_fit): (len(OOF_SCHEMES) * n, N_FEATURES) float64 and the matching targets;
-            a row's neighbourhood columns never use its own fold's targets.
+            The stacked copies, their targets and weights; a row's neighbourhood columns never
+            use its own fold's targets.
         """
         X = np.ascontiguousarray(X, dtype=np.float64)
         y = np.asarray(y, dtype=np.float64)
@@ -393,7 +402,7 @@ class FeatureTransformer:
         closed = _closed_form(X)
         coast = coast_distance_km(q_lat, q_lon).astype(np.float32).astype(np.float64)
         blocks = []
-        for scheme in OOF_SCHEMES:
+        for scheme, _ in OOF_SCHEMES:
             oof = np.empty((len(X), len(KNN_COLUMNS)))
             for fit_rows, held_rows in _oof_folds(X, scheme):
                 oof[held_rows] = _knn_prices(
@@ -408,7 +417,8 @@ class FeatureTransformer:
 
         self.reference = _Reference(X[:, LATITUDE], X[:, LONGITUDE], y, X[:, MED_INC])
         self.table = self.reference.table_rows(np.arange(GRID_ROWS * GRID_COLS)) if build_table else None
-        return np.vstack(blocks), np.tile(y, len(OOF_SCHEMES))
+        weight = np.concatenate([np.full(len(X), w) for _, w in OOF_SCHEMES])
+        return TrainingMatrix(np.vstack(blocks), np.tile(y, len(OOF_SCHEMES)), weight)
 
     # ---- serving --------------------------------------------------------------------------
     def transform(self, X: np.ndarray) -> np.ndarray:

@@ -568,6 +568,8 @@ def write_report(
                 for s in FIGURES
             ],
             "models": scores,
+            # random-split and spatial CV on the training rows, by model; None when not run
+            "cross_validation": (metadata.get("evaluation") or {}).get("models"),
             "price_bands": bands,
             "permutation_importance": {
                 "n_repeats": IMPORTANCE_REPEATS,

@@ -147,8 +147,8 @@ def test_a_cv_folds_lookup_gives_the_serving_tables_values(parts):
     # CV folds skip building the 1.1 M-cell table; their held-out rows must still get its values.
     X, y = parts.X_train.to_numpy()[:3000], parts.y_train.to_numpy()[:3000]
     direct, with_table = FeatureTransformer(), FeatureTransformer()
-    F_direct, _ = direct.fit_transform(X, y, build_table=False)
-    F_table, _ = with_table.fit_transform(X, y)
+    F_direct = direct.fit_transform(X, y, build_table=False).features
+    F_table = with_table.fit_transform(X, y).features
     assert direct.table is None
     assert np.array_equal(F_direct, F_table)
     X_test = parts.X_test.to_numpy()[:500]
@@ -219,7 +219,7 @@ def test_train_cli_without_data_or_network_says_what_to_set(tmp_path, monkeypatc
 
 def test_train_cli_writes_full_metadata_with_cross_validation(tmp_path, capsys, dataset):
     assert main(["--out", str(tmp_path)]) == 0
-    assert "5-fold CV RMSE" in capsys.readouterr().out
+    assert "spatial CV RMSE" in capsys.readouterr().out
     meta = verify_artifact(tmp_path)
     assert len(meta["model_version"]) == 12
     assert meta["features"] == list(FEATURE_NAMES)
@@ -231,11 +231,30 @@ def test_train_cli_writes_full_metadata_with_cross_validation(tmp_path, capsys, 
     assert {"python", "lightgbm", "scikit-learn", "numpy", "pandas"} <= set(meta["versions"])
     assert "T" in meta["trained_at"]
     metrics = meta["metrics"]
-    for key in ("test_rmse", "test_mae", "test_r2", "cv_rmse_mean", "cv_rmse_std", "train_seconds"):
+    cv_keys = ("cv_rmse_mean", "cv_rmse_std", "spatial_cv_rmse_mean", "spatial_cv_rmse_std")
+    for key in ("test_rmse", "test_mae", "test_r2", *cv_keys, "train_seconds"):
         assert isinstance(metrics[key], float), key
         assert math.isfinite(metrics[key]), key
     assert metrics["test_rmse"] <= 0.41
     assert metrics["cv_rmse_mean"] <= 0.42
+    # the protocol, and both models' CV figures on the same folds
+    evaluation = meta["evaluation"]
+    assert set(evaluate.PROTOCOL) <= set(evaluation)
+    assert evaluation["training_rows"] == 16512
+    served, plain = (
+        evaluation["models"][train_module.SERVED_NAME],
+        evaluation["models"][pipeline.PLAIN_LGBM_NAME],
+    )
+    assert {k: served[k] for k in cv_keys} == {k: metrics[k] for k in cv_keys}
+    assert len(served["spatial_cv_rmse_folds"]) == len(plain["spatial_cv_rmse_folds"]) == evaluate.CV_FOLDS
+    assert {k: meta["baselines"][pipeline.PLAIN_LGBM_NAME][k] for k in cv_keys} == {
+        k: plain[k] for k in cv_keys
+    }
+    # unseen places are harder than random splits, for every model
+    assert metrics["spatial_cv_rmse_mean"] > metrics["cv_rmse_mean"]
+    # the issue's goal: no worse than plain LightGBM on unseen places, clearly better on random splits
+    assert metrics["spatial_cv_rmse_mean"] <= plain["spatial_cv_rmse_mean"]
+    assert metrics["cv_rmse_mean"] < plain["cv_rmse_mean"] - 0.03
     assert meta["parity_max_abs_diff"] <= 1e-4
     assert metrics["test_rmse"] < meta["baselines"]["LinearRegression"]["test_rmse"]
 
@@ -296,7 +315,7 @@ def test_both_feature_paths_compute_the_declared_columns_bit_for_bit(dataset):
     assert at_sf[names.index("km_san_francisco")] == 0.0
 
 
-@pytest.mark.parametrize("scheme", features.OOF_SCHEMES)
+@pytest.mark.parametrize("scheme", [name for name, _ in features.OOF_SCHEMES])
 def test_a_rows_neighbourhood_price_ignores_its_own_folds_targets(parts, scheme):
     X, y = parts.X_train.to_numpy()[:4000], parts.y_train.to_numpy()[:4000]
     if scheme == "random":
@@ -306,10 +325,11 @@ def test_a_rows_neighbourhood_price_ignores_its_own_folds_targets(parts, scheme)
         held = np.flatnonzero(cells == cells[0])
     changed = y.copy()
     changed[held] += 100.0  # rewrite every target of one fold
-    first = features.OOF_SCHEMES.index(scheme) * len(X)  # the rows come once per scheme, in order
+    schemes = [name for name, _ in features.OOF_SCHEMES]
+    first = schemes.index(scheme) * len(X)  # the rows come once per scheme, in order
     block = slice(first, first + len(X))
-    before, _ = FeatureTransformer().fit_transform(X, y, build_table=False)
-    after, _ = FeatureTransformer().fit_transform(X, changed, build_table=False)
+    before = FeatureTransformer().fit_transform(X, y, build_table=False).features
+    after = FeatureTransformer().fit_transform(X, changed, build_table=False).features
     assert np.array_equal(before[block][held, KNN_COLUMNS], after[block][held, KNN_COLUMNS])
     others = np.setdiff1d(np.arange(len(X)), held)
     assert not np.array_equal(before[block][others, KNN_COLUMNS], after[block][others, KNN_COLUMNS])
@@ -319,9 +339,11 @@ def test_shuffled_targets_give_no_better_than_the_mean_predictor(parts):
     X_train, X_test = parts.X_train.to_numpy(), parts.X_test.to_numpy()
     y_test = parts.y_test.to_numpy()
     shuffled = np.random.default_rng(0).permutation(parts.y_train.to_numpy())
-    F, y_fit = FeatureTransformer().fit_transform(X_train, shuffled, build_table=False)
+    rows = FeatureTransformer().fit_transform(X_train, shuffled, build_table=False)
     for col in range(KNN_COLUMNS.start, KNN_COLUMNS.stop):
-        assert abs(np.corrcoef(F[:, col], y_fit)[0, 1]) < 0.05  # out-of-fold: no echo of the target
+        assert (
+            abs(np.corrcoef(rows.features[:, col], rows.target)[0, 1]) < 0.05
+        )  # out-of-fold: no echo of the target
     fitted = pipeline.fit_model(X_train, shuffled)
     model_rmse = np.sqrt(np.mean((fitted.predict(X_test) - y_test) ** 2))
     mean_rmse = np.sqrt(np.mean((shuffled.mean() - y_test) ** 2))
