@@ -1,23 +1,28 @@
 """Feature engineering shared by training and serving.
 
-The model sees 33 columns built from the 8 raw inputs (schema order: MedInc, HouseAge, AveRooms,
-AveBedrms, Population, AveOccup, Latitude, Longitude):
+The model sees N_FEATURES columns built from the 8 raw inputs (schema order: MedInc, HouseAge,
+AveRooms, AveBedrms, Population, AveOccup, Latitude, Longitude):
 
-* the 8 raw inputs;
-* 4 ratios: rooms per person, bedrooms per room, households (Population / AveOccup) and income
-  per person;
-* 10 rotated coordinates (5 angles, both axes), because trees split on one axis at a time and
-  California's coast and valleys run diagonally;
-* 6 distances (km) to five large cities and to the nearest of them;
-* 1 distance (km) to the Pacific coast, a polyline written down below;
+* 28 row-level columns, each declared once in ROW_COLUMNS (a name and a formula) and compiled
+  from there into both the batch path and the one-row path: the 8 raw inputs; 4 ratios (rooms
+  per person, bedrooms per room, households = Population / AveOccup, income per person); 10
+  rotated coordinates (5 angles, both axes), because trees split on one axis at a time and
+  California's coast and valleys run diagonally; 6 distances (km) to five large cities and to
+  the nearest of them;
 * 4 neighbourhood prices: the mean target of the 4, 8 and 16 nearest training block groups, and
   the mean of log(target / MedInc) over the 16 nearest (what the area pays per unit of income,
-  which the model scales by the row's own income).
+  which the model scales by the row's own income);
+* 2 neighbourhood distances (km to the 1st and 16th nearest training block group): how far the
+  prices come from, so the model learns how much to trust them;
+* 1 distance (km) to the Pacific coast, a polyline written down below.
 
 The neighbourhood prices are derived from the target, so they are built without leakage:
 
-* in training (`fit_transform`) every row gets them out of fold: KFold(5, shuffle=True,
-  random_state=42) over the training rows, neighbours looked up among the other four folds;
+* in training (`fit_transform`) every row gets them out of fold, twice (OOF_SCHEMES): out of
+  KFold(5, shuffle=True, random_state=42), neighbours next door as a test row among known ones
+  has them; and out of GroupKFold(5) over OOF_CELL_DEGREES cells, neighbours only in other
+  cells, as a place the data never covered has them. The model trains on both copies, and the
+  distance columns tell it which case it is in;
 * at serving time (`transform`, `transform_row`) they come from all training rows, through a
   table precomputed at training time on the dataset's own 0.01 degree grid (the census
   coordinates are rounded to 0.01 degree), covering the schema's whole coordinate domain.
@@ -27,18 +32,20 @@ The neighbourhood prices are derived from the target, so they are built without 
 The coast distance depends on coordinates only and lives in the same table, so training and
 serving read it the same way.
 
-Training needs scipy (cKDTree) and scikit-learn (KFold); both are imported inside
-`fit_transform` only, so the serving side imports this module with numpy alone.
+Training needs scipy (cKDTree) and scikit-learn (KFold, GroupKFold); both are imported inside
+the training functions only, so the serving side imports this module with numpy alone.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -109,7 +116,13 @@ COAST: tuple[tuple[float, float], ...] = (
 ROTATION_DEGREES: tuple[int, ...] = (15, 30, 45, 60, 75)
 NEIGHBOURS: tuple[int, ...] = (4, 8, 16)
 RATIO_NEIGHBOURS = 16  # k for the log price-to-income column
+# How far the 1st and 16th nearest training block groups are (km): how much to trust the prices.
+DISTANCE_NEIGHBOURS: tuple[int, ...] = (1, 16)
 OOF_FOLDS = 5
+# The training rows' neighbourhood columns, once out of each scheme, with the weight the model
+# gives that copy (see fit_transform; bench/results.md has the weights and cell sizes measured).
+OOF_SCHEMES: tuple[tuple[str, float], ...] = (("random", 1.0), ("spatial", 0.5))
+OOF_CELL_DEGREES = 0.5  # the spatial scheme's cells (0.5 beat 1.0 on the spatial CV, bench/results.md)
 # Smallest denominator of a ratio: the schema admits AveOccup = 0 and AveRooms = 0, the data never
 # come near it (minima 0.69 and 0.85), and a finite feature keeps every path NaN-free.
 MIN_DENOMINATOR = 1e-3
@@ -124,25 +137,118 @@ GRID_COLS = round((GRID_LON1 - GRID_LON0) * GRID_STEPS_PER_DEG) + 1
 KNN_COLUMNS: tuple[str, ...] = (
     *(f"knn{k}_price" for k in NEIGHBOURS),
     f"knn{RATIO_NEIGHBOURS}_log_price_per_income",
+    *(f"knn{k}_km" for k in DISTANCE_NEIGHBOURS),
 )
 TABLE_COLUMNS: tuple[str, ...] = (*KNN_COLUMNS, "coast_km")
-
-_COS_SIN = tuple((math.cos(math.radians(a)), math.sin(math.radians(a))) for a in ROTATION_DEGREES)
 
 TABLE_FILE = "neighbourhood_table.npy"
 FEATURES_META_FILE = "features.json"
 
+# The 8 raw inputs under the short names the formulas below use, in schema order.
+RAW_VARIABLES: tuple[str, ...] = ("inc", "age", "rooms", "beds", "pop", "occ", "lat", "lon")
+
+
+@dataclass(frozen=True)
+class RowColumn:
+    """One column computed from the row itself, declared once for both feature paths.
+
+    Attributes:
+        name: The column's name (in `feature_names()` when kept).
+        formula: A Python expression over RAW_VARIABLES, earlier columns' names, the constants
+            and the helpers of `_NAMESPACES`. The batch path evaluates this same text on numpy
+            columns, the one-row path on Python floats: IEEE arithmetic gives both the same bits.
+        kept: False for an intermediate value that later formulas use but the model does not see.
+    """
+
+    name: str
+    formula: str
+    kept: bool = True
+
+
+def _city_columns() -> tuple[RowColumn, ...]:
+    """Offsets and distance (km) to each city, then the nearest; squares as products (no pow)."""
+    columns: list[RowColumn] = []
+    for name, lat, lon in CITIES:
+        columns += [
+            RowColumn(f"dx_{name}", f"(lon - {lon!r}) * KM_PER_DEG_LON", kept=False),
+            RowColumn(f"dy_{name}", f"(lat - {lat!r}) * KM_PER_DEG_LAT", kept=False),
+            RowColumn(f"km_{name}", f"sqrt(dx_{name} * dx_{name} + dy_{name} * dy_{name})"),
+        ]
+    nearest = ", ".join(f"km_{name}" for name, _, _ in CITIES)
+    return (*columns, RowColumn("km_nearest_city", f"least({nearest})"))
+
+
+def _rotation_columns() -> tuple[RowColumn, ...]:
+    # repr() of a float reads back as the same float, so the formula text carries exact constants.
+    columns: list[RowColumn] = []
+    for angle in ROTATION_DEGREES:
+        c, s = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+        columns += [
+            RowColumn(f"rot{angle}_u", f"lon * {c!r} + lat * {s!r}"),
+            RowColumn(f"rot{angle}_v", f"lat * {c!r} - lon * {s!r}"),
+        ]
+    return tuple(columns)
+
+
+# Every row-level column, in the model's order: the raw inputs, 4 ratios, 10 rotated coordinates
+# (5 angles, both axes) and 6 city distances. Both feature paths are generated from this one table.
+ROW_COLUMNS: tuple[RowColumn, ...] = (
+    *(RowColumn(name, var) for name, var in zip(FEATURE_NAMES, RAW_VARIABLES, strict=True)),
+    RowColumn("safe_occ", "floor_at(occ, MIN_DENOMINATOR)", kept=False),
+    RowColumn("rooms_per_person", "rooms / safe_occ"),
+    RowColumn("bedrooms_per_room", "beds / floor_at(rooms, MIN_DENOMINATOR)"),
+    RowColumn("households", "pop / safe_occ"),
+    RowColumn("income_per_person", "inc / safe_occ"),
+    *_rotation_columns(),
+    *_city_columns(),
+)
+ROW_FEATURES: tuple[str, ...] = tuple(c.name for c in ROW_COLUMNS if c.kept)
+
+# What the formulas' helper names mean on each path. max/min of floats and np.maximum/np.minimum
+# pick the same operand, and math.sqrt and np.sqrt are both correctly rounded.
+_CONSTANTS = {
+    "MIN_DENOMINATOR": MIN_DENOMINATOR,
+    "KM_PER_DEG_LAT": KM_PER_DEG_LAT,
+    "KM_PER_DEG_LON": KM_PER_DEG_LON,
+}
+_NAMESPACES: dict[str, dict[str, Any]] = {
+    "row": {"sqrt": math.sqrt, "floor_at": max, "least": min, **_CONSTANTS},
+    "batch": {
+        "sqrt": np.sqrt,
+        "floor_at": np.maximum,
+        "least": lambda *xs: functools.reduce(np.minimum, xs),
+        **_CONSTANTS,
+    },
+}
+
+
+@functools.cache
+def _row_columns_function(path: str) -> Callable[..., list[Any]]:
+    """Compile ROW_COLUMNS into one straight-line function of the 8 raw values, once per path.
+
+    Generated rather than looped over: one call with locals costs the one-row path nothing over
+    hand-written code, and the formulas exist only in ROW_COLUMNS.
+    """
+    body = [f"    {c.name} = {c.formula}" for c in ROW_COLUMNS if c.name != c.formula]
+    source = "\n".join(
+        [
+            f"def row_columns({', '.join(RAW_VARIABLES)}):",
+            *body,
+            f"    return [{', '.join(ROW_FEATURES)}]",
+        ]
+    )
+    namespace = dict(_NAMESPACES[path])
+    # The source is built from this module's own constants above, never from input.
+    exec(compile(source, f"<model.features ROW_COLUMNS, {path}>", "exec"), namespace)  # noqa: S102
+    return namespace["row_columns"]
+
 
 def feature_names() -> list[str]:
-    """Names of the model's columns, in order."""
-    raw = list(FEATURE_NAMES)
-    ratios = ["rooms_per_person", "bedrooms_per_room", "households", "income_per_person"]
-    rot = [f"rot{a}_{axis}" for a in ROTATION_DEGREES for axis in ("u", "v")]
-    cities = [f"km_{name}" for name, _, _ in CITIES] + ["km_nearest_city"]
-    return [*raw, *ratios, *rot, *cities, *TABLE_COLUMNS]
+    """Names of the model's columns, in order: the row-level columns, then the table's."""
+    return [*ROW_FEATURES, *TABLE_COLUMNS]
 
 
-N_FEATURES = 8 + 4 + 2 * len(ROTATION_DEGREES) + len(CITIES) + 1 + len(TABLE_COLUMNS)
+N_FEATURES = len(ROW_FEATURES) + len(TABLE_COLUMNS)
 
 
 def _grid_index(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
@@ -176,28 +282,15 @@ def coast_distance_km(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
 
 
 def _closed_form(X: np.ndarray) -> np.ndarray:
-    """The 28 columns computed from the row itself (raw, ratios, rotations, city distances)."""
-    inc, rooms, beds = X[:, MED_INC], X[:, AVE_ROOMS], X[:, AVE_BEDRMS]
-    pop, occ, lat, lon = X[:, POPULATION], X[:, AVE_OCCUP], X[:, LATITUDE], X[:, LONGITUDE]
-    safe_occ = np.maximum(occ, MIN_DENOMINATOR)
-    cols = [
-        rooms / safe_occ,
-        beds / np.maximum(rooms, MIN_DENOMINATOR),
-        pop / safe_occ,
-        inc / safe_occ,
-    ]
-    for c, s in _COS_SIN:
-        cols.append(lon * c + lat * s)
-        cols.append(lat * c - lon * s)
-    dists = []
-    for _, clat, clon in CITIES:
-        dx = (lon - clon) * KM_PER_DEG_LON
-        dy = (lat - clat) * KM_PER_DEG_LAT
-        dists.append(np.sqrt(dx * dx + dy * dy))
-    nearest = dists[0]
-    for d in dists[1:]:
-        nearest = np.minimum(nearest, d)
-    return np.column_stack([X, *cols, *dists, nearest])
+    """The row-level columns (ROW_FEATURES) of a batch, from the ROW_COLUMNS declarations."""
+    return np.column_stack(_row_columns_function("batch")(*X.T))
+
+
+def cell_ids(X: np.ndarray, degrees: float) -> np.ndarray:
+    """The `degrees`-wide latitude/longitude cell of each raw row, as one integer id."""
+    lat = np.floor(X[:, LATITUDE] / degrees).astype(np.int64)
+    lon = np.floor(X[:, LONGITUDE] / degrees).astype(np.int64)
+    return lat * 100_000 + lon  # |longitude cell| < 100,000 for any cell of 0.01 degree or more
 
 
 def _knn_prices(
@@ -213,71 +306,119 @@ def _knn_prices(
     from scipy.spatial import cKDTree  # training-side dependency, kept out of the serving import
 
     tree = cKDTree(_project_km(ref_lat, ref_lon))
-    kmax = max(*NEIGHBOURS, RATIO_NEIGHBOURS)
+    kmax = max(*NEIGHBOURS, RATIO_NEIGHBOURS, *DISTANCE_NEIGHBOURS)
     log_ratio = np.log(ref_y) - np.log(np.maximum(ref_income, MIN_DENOMINATOR))
     out = np.empty((len(q_lat), len(KNN_COLUMNS)))
     for start in range(0, len(q_lat), chunk):
         stop = start + chunk
-        _, idx = tree.query(_project_km(q_lat[start:stop], q_lon[start:stop]), k=kmax)
+        dist, idx = tree.query(_project_km(q_lat[start:stop], q_lon[start:stop]), k=kmax)
         neighbour_y = ref_y[idx]
         for col, k in enumerate(NEIGHBOURS):
             out[start:stop, col] = neighbour_y[:, :k].mean(axis=1)
         out[start:stop, len(NEIGHBOURS)] = log_ratio[idx[:, :RATIO_NEIGHBOURS]].mean(axis=1)
+        for col, k in enumerate(DISTANCE_NEIGHBOURS, start=len(NEIGHBOURS) + 1):
+            out[start:stop, col] = dist[:, k - 1]
     return out
+
+
+@dataclass(frozen=True)
+class _Reference:
+    """The training rows a transformer looks its neighbourhood columns up in."""
+
+    lat: np.ndarray
+    lon: np.ndarray
+    y: np.ndarray
+    income: np.ndarray
+
+    def table_rows(self, cells: np.ndarray) -> np.ndarray:
+        """TABLE_COLUMNS of the given grid cells, float32 exactly as the serving table holds them."""
+        lat, lon = _cell_centres(cells)
+        rows = np.empty((len(cells), len(TABLE_COLUMNS)), dtype=np.float32)
+        rows[:, : len(KNN_COLUMNS)] = _knn_prices(self.lat, self.lon, self.y, self.income, lat, lon)
+        rows[:, len(KNN_COLUMNS)] = coast_distance_km(lat, lon)
+        return rows
+
+
+def _oof_folds(X: np.ndarray, scheme: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The inner folds of one OOF_SCHEMES entry over the training rows."""
+    from sklearn.model_selection import GroupKFold, KFold  # training-side dependencies
+
+    from model.data import RANDOM_STATE
+
+    if scheme == "random":
+        return list(KFold(n_splits=OOF_FOLDS, shuffle=True, random_state=RANDOM_STATE).split(X))
+    if scheme == "spatial":
+        groups = cell_ids(X, OOF_CELL_DEGREES)
+        return list(GroupKFold(n_splits=OOF_FOLDS).split(X, groups=groups))
+    raise ValueError(f"unknown out-of-fold scheme {scheme!r}")
+
+
+@dataclass(frozen=True)
+class TrainingMatrix:
+    """What the booster is fitted on: each training row once per OOF_SCHEMES entry, in order."""
+
+    features: np.ndarray  # (len(OOF_SCHEMES) * n, N_FEATURES) float64
+    target: np.ndarray
+    weight: np.ndarray
 
 
 @dataclass
 class FeatureTransformer:
-    """Builds the model's 33 columns; fitted on training rows, then used for serving.
+    """Builds the model's N_FEATURES columns; fitted on training rows, then used for serving.
 
     Attributes:
-        table: (GRID_ROWS * GRID_COLS, len(TABLE_COLUMNS)) float32, one row per grid cell.
+        table: (GRID_ROWS * GRID_COLS, len(TABLE_COLUMNS)) float32, one row per grid cell;
+            None in a cross-validation fold, whose held-out rows are looked up directly.
     """
 
     table: np.ndarray | None = None
+    reference: _Reference | None = None
 
     # ---- training -------------------------------------------------------------------------
-    def fit_transform(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """Fit on training rows and return their features, neighbourhood prices out of fold.
+    def fit_transform(self, X: np.ndarray, y: np.ndarray, *, build_table: bool = True) -> TrainingMatrix:
+        """Fit on training rows and return the model's training matrix, neighbourhoods out of fold.
+
+        Each training row appears once per OOF_SCHEMES entry: with its neighbourhood columns
+        out of random folds (neighbours next door, as for a test row among known ones) and out
+        of spatial folds (neighbours in other cells, as for a place the data never covered),
+        the second copy at a lower weight. The distance columns tell the model which case a
+        row is in, so it learns how far the prices can be trusted.
 
         Args:
             X: (n, 8) raw inputs in schema order.
             y: (n,) target.
+            build_table: Build the serving table over the whole grid (22 MB, seconds); False
+                keeps only the training rows, and `transform` then computes the same float32
+                values for the cells it is asked about.
 
         Returns:
-            (n, N_FEATURES) float64; a row's neighbourhood prices never use its own fold's targets.
+            The stacked copies, their targets and weights; a row's neighbourhood columns never
+            use its own fold's targets.
         """
-        from sklearn.model_selection import KFold  # training-side dependencies
-
-        from model.data import RANDOM_STATE
-
         X = np.ascontiguousarray(X, dtype=np.float64)
         y = np.asarray(y, dtype=np.float64)
         cells = _grid_index(X[:, LATITUDE], X[:, LONGITUDE])
         q_lat, q_lon = _cell_centres(cells)
-        oof = np.empty((len(X), len(KNN_COLUMNS)))
-        folds = KFold(n_splits=OOF_FOLDS, shuffle=True, random_state=RANDOM_STATE)
-        for fit_rows, held_rows in folds.split(X):
-            oof[held_rows] = _knn_prices(
-                X[fit_rows, LATITUDE],
-                X[fit_rows, LONGITUDE],
-                y[fit_rows],
-                X[fit_rows, MED_INC],
-                q_lat[held_rows],
-                q_lon[held_rows],
-            )
+        closed = _closed_form(X)
+        coast = coast_distance_km(q_lat, q_lon).astype(np.float32).astype(np.float64)
+        blocks = []
+        for scheme, _ in OOF_SCHEMES:
+            oof = np.empty((len(X), len(KNN_COLUMNS)))
+            for fit_rows, held_rows in _oof_folds(X, scheme):
+                oof[held_rows] = _knn_prices(
+                    X[fit_rows, LATITUDE],
+                    X[fit_rows, LONGITUDE],
+                    y[fit_rows],
+                    X[fit_rows, MED_INC],
+                    q_lat[held_rows],
+                    q_lon[held_rows],
+                )
+            blocks.append(np.column_stack([closed, oof, coast]))
 
-        all_cells = np.arange(GRID_ROWS * GRID_COLS)
-        g_lat, g_lon = _cell_centres(all_cells)
-        table = np.empty((len(all_cells), len(TABLE_COLUMNS)), dtype=np.float32)
-        table[:, : len(KNN_COLUMNS)] = _knn_prices(
-            X[:, LATITUDE], X[:, LONGITUDE], y, X[:, MED_INC], g_lat, g_lon
-        )
-        table[:, len(KNN_COLUMNS)] = coast_distance_km(g_lat, g_lon)
-        self.table = table
-
-        coast = table[cells, len(KNN_COLUMNS)].astype(np.float64)
-        return np.column_stack([_closed_form(X), oof, coast])
+        self.reference = _Reference(X[:, LATITUDE], X[:, LONGITUDE], y, X[:, MED_INC])
+        self.table = self.reference.table_rows(np.arange(GRID_ROWS * GRID_COLS)) if build_table else None
+        weight = np.concatenate([np.full(len(X), w) for _, w in OOF_SCHEMES])
+        return TrainingMatrix(np.vstack(blocks), np.tile(y, len(OOF_SCHEMES)), weight)
 
     # ---- serving --------------------------------------------------------------------------
     def transform(self, X: np.ndarray) -> np.ndarray:
@@ -289,9 +430,13 @@ class FeatureTransformer:
         Returns:
             (n, N_FEATURES) float64, C-contiguous.
         """
-        table = self._fitted_table()
         X = np.ascontiguousarray(X, dtype=np.float64)
-        looked_up = table[_grid_index(X[:, LATITUDE], X[:, LONGITUDE])].astype(np.float64)
+        cells = _grid_index(X[:, LATITUDE], X[:, LONGITUDE])
+        if self.table is None and self.reference is not None:  # a CV fold: the table's values, direct
+            unique, inverse = np.unique(cells, return_inverse=True)
+            looked_up = self.reference.table_rows(unique)[inverse].astype(np.float64)
+        else:
+            looked_up = self._fitted_table()[cells].astype(np.float64)
         return np.ascontiguousarray(np.column_stack([_closed_form(X), looked_up]))
 
     def transform_row(self, row: Sequence[float]) -> list[float]:
@@ -300,33 +445,9 @@ class FeatureTransformer:
         Numpy's per-call overhead (~1 us) times ~40 operations would eat half the latency
         budget; the same arithmetic on floats gives bit-identical IEEE results in a few us.
         """
-        inc, age, rooms, beds, pop, occ, lat, lon = (float(v) for v in row)
-        safe_occ = occ if occ > MIN_DENOMINATOR else MIN_DENOMINATOR
-        out = [
-            inc,
-            age,
-            rooms,
-            beds,
-            pop,
-            occ,
-            lat,
-            lon,
-            rooms / safe_occ,
-            beds / (rooms if rooms > MIN_DENOMINATOR else MIN_DENOMINATOR),
-            pop / safe_occ,
-            inc / safe_occ,
-        ]
-        for c, s in _COS_SIN:
-            out.append(lon * c + lat * s)
-            out.append(lat * c - lon * s)
-        nearest = math.inf
-        for _, clat, clon in CITIES:
-            dx = (lon - clon) * KM_PER_DEG_LON
-            dy = (lat - clat) * KM_PER_DEG_LAT
-            d = math.sqrt(dx * dx + dy * dy)
-            out.append(d)
-            nearest = min(nearest, d)
-        out.append(nearest)
+        values = [float(v) for v in row]
+        out = _row_columns_function("row")(*values)
+        lat, lon = values[LATITUDE], values[LONGITUDE]
         i = math.floor((lat - GRID_LAT0) * GRID_STEPS_PER_DEG + 0.5)
         j = math.floor((lon - GRID_LON0) * GRID_STEPS_PER_DEG + 0.5)
         i = 0 if i < 0 else GRID_ROWS - 1 if i >= GRID_ROWS else i

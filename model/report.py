@@ -385,6 +385,38 @@ def _table(header: list[str], rows: list[list[str]], align: str) -> list[str]:
     return ["| " + " | ".join(cells) + " |" for cells in (header, rule, *rows)]
 
 
+CV_HEADING = "## Cross-validation on the training rows"
+
+
+def _cv_section(evaluation: Mapping[str, Any] | None) -> list[str]:
+    """The random-split and spatial CV figures of every model measured, beside the test split's."""
+    lines = [CV_HEADING, ""]
+    models = (evaluation or {}).get("models")
+    if not models:
+        return [*lines, "Not run for this model (`python -m model.train --no-cv`).", ""]
+    lines += [
+        f"Random split: {evaluation['random_cv']}. Spatial: {evaluation['spatial_cv']}. The "
+        f"neighbourhood features are {evaluation['neighbourhood_features']}. Mean ± standard "
+        "deviation over the 5 folds; the spatial figure is what a place the data never covered can "
+        "expect.",
+        "",
+        *_table(
+            ["model", "random-split CV RMSE", "spatial CV RMSE"],
+            [
+                [
+                    name,
+                    f"{m['cv_rmse_mean']:.4f} ± {m['cv_rmse_std']:.4f}",
+                    f"{m['spatial_cv_rmse_mean']:.4f} ± {m['spatial_cv_rmse_std']:.4f}",
+                ]
+                for name, m in models.items()
+            ],
+            "lrr",
+        ),
+        "",
+    ]
+    return lines
+
+
 def _markdown(
     metadata: Mapping[str, Any],
     model_name: str,
@@ -430,6 +462,7 @@ def _markdown(
         "",
         figure["baselines.png"],
         "",
+        *_cv_section(metadata.get("evaluation")),
         "## Predictions",
         "",
         figure["predicted_vs_actual.png"],
@@ -535,6 +568,8 @@ def write_report(
                 for s in FIGURES
             ],
             "models": scores,
+            # random-split and spatial CV on the training rows, by model; None when not run
+            "cross_validation": (metadata.get("evaluation") or {}).get("models"),
             "price_bands": bands,
             "permutation_importance": {
                 "n_repeats": IMPORTANCE_REPEATS,

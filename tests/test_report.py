@@ -15,6 +15,7 @@ from PIL import Image
 
 from model import artifact, data, pipeline, report
 from model.schema import FEATURE_NAMES
+from model.train import SERVED_NAME
 from service.config import ServiceSettings
 from service.predictor import LoadedModel
 
@@ -32,6 +33,14 @@ def figure_numbers(path: Path) -> dict:
 def table_lines(markdown: str) -> list[str]:
     """Every Markdown table row: the report's numbers, without its prose or the model's version."""
     return [line for line in markdown.splitlines() if line.startswith("|")]
+
+
+def split_cv_section(markdown: str) -> tuple[str, str]:
+    """(the CV section, the rest): the session's model is trained without CV, `make report` with it."""
+    lines = markdown.splitlines()
+    start = lines.index(report.CV_HEADING)
+    stop = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("## "))
+    return "\n".join(lines[start:stop]), "\n".join(lines[:start] + lines[stop:])
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +131,30 @@ def test_report_md_embeds_every_figure_beside_the_metrics(report_dir, metadata):
     assert sum(r.startswith(("| 1 |", "| 2 |", "| 3 |", "| 4 |", "| 5 |")) for r in rows) == 5
 
 
+def test_report_shows_random_split_and_spatial_cv_beside_the_plain_lightgbm(inputs, tmp_path):
+    served, parts, linear = inputs
+    figures = {
+        "cv_rmse_mean": 0.4012,
+        "cv_rmse_std": 0.0111,
+        "spatial_cv_rmse_mean": 0.6345,
+        "spatial_cv_rmse_std": 0.1234,
+    }
+    evaluation = {
+        "random_cv": "KFold",
+        "spatial_cv": "GroupKFold",
+        "neighbourhood_features": "refitted in every fold",
+        "models": {"Served": figures, "Plain": {k: v + 0.01 for k, v in figures.items()}},
+    }
+    meta = {"model_version": served.version, "estimator": "Served", "evaluation": evaluation}
+    report.write_report(tmp_path, served, parts, meta, {"LinearRegression": linear})
+    cv_section, _ = split_cv_section((tmp_path / report.REPORT_MD).read_text())
+    assert table_lines(cv_section)[2:] == [
+        "| Served | 0.4012 ± 0.0111 | 0.6345 ± 0.1234 |",
+        "| Plain | 0.4112 ± 0.0211 | 0.6445 ± 0.1334 |",
+    ]
+    assert "GroupKFold" in cv_section
+
+
 def test_recording_the_report_keeps_the_models_version(trained_model_dir, metadata):
     # the server verifies the model against metadata.json, report entry and all
     assert LoadedModel.load(trained_model_dir).version == metadata["model_version"]
@@ -161,9 +194,15 @@ def test_the_report_is_deterministic_and_follows_the_model(inputs, tmp_path):
 def test_the_committed_docs_report_is_in_step_with_a_fresh_training_run(report_dir):
     committed = DOCS / report.REPORT_MD
     assert committed.is_file(), "docs/report/ is missing: run `make report` and commit docs/report/"
-    assert table_lines(committed.read_text()) == table_lines((report_dir / report.REPORT_MD).read_text()), (
+    committed_cv, committed_rest = split_cv_section(committed.read_text())
+    fresh_cv, fresh_rest = split_cv_section((report_dir / report.REPORT_MD).read_text())
+    assert table_lines(committed_rest) == table_lines(fresh_rest), (
         "docs/report/ shows another model's numbers: run `make report` and commit docs/report/"
     )
+    # `make report` runs the CV (the session's model does not): its table names both models
+    assert "Not run" in fresh_cv
+    cv_rows = table_lines(committed_cv)[2:]
+    assert [row.split(" | ")[0] for row in cv_rows] == [f"| {SERVED_NAME}", f"| {pipeline.PLAIN_LGBM_NAME}"]
     model_page = (ROOT / "docs" / "model.md").read_text()
     for name in report.FIGURE_FILES:
         assert (DOCS / name).is_file(), f"docs/report/{name} missing: run `make report`"
