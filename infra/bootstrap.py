@@ -439,7 +439,8 @@ def ensure_role(iam: Any, spec: RoleSpec) -> tuple[str, list[str]]:
 
 
 def ci_roles(account: str, github_repo: str, scope: perms.Scope, read_arn: str) -> list[RoleSpec]:
-    """The deploy and preview roles for one repository; both have the read policy `read_arn`."""
+    """The deploy and preview roles for one repository (both have the read policy `read_arn`), and
+    the small CI helper role of its main-branch jobs outside the production environment."""
     return [
         RoleSpec(
             perms.DEPLOY_ROLE,
@@ -454,6 +455,13 @@ def ci_roles(account: str, github_repo: str, scope: perms.Scope, read_arn: str) 
             perms.trust_policy(account, github_repo, perms.PREVIEW_SUBJECT),
             None,
             (read_arn,),
+        ),
+        RoleSpec(
+            perms.CI_HELPER_ROLE,
+            f"{github_repo}'s main-branch smoke ingress rule and AMI look-up",
+            perms.trust_policy(account, github_repo, perms.CI_HELPER_SUBJECT),
+            perms.ci_helper_policy(scope),
+            (),
         ),
     ]
 
@@ -490,6 +498,7 @@ def github_variables(roles: Mapping[str, str], bucket: str, region: str) -> str:
             "Set these GitHub variables (Settings > Secrets and variables > Actions > Variables):",
             f"  gh variable set AWS_DEPLOY_ROLE_ARN --body '{roles[perms.DEPLOY_ROLE]}'",
             f"  gh variable set AWS_PREVIEW_ROLE_ARN --body '{roles[perms.PREVIEW_ROLE]}'",
+            f"  gh variable set AWS_CI_HELPER_ROLE_ARN --body '{roles[perms.CI_HELPER_ROLE]}'",
             f"  gh variable set AWS_REGION --body '{region}'",
             f"  gh variable set PULUMI_BACKEND_URL --body '{backend_url(bucket, region)}'",
             f"Secrets provider (committed in Pulumi.prod.yaml, no passphrase): {secrets_provider(region)}",

@@ -45,6 +45,7 @@ STATE_PREFIX = ".pulumi/"
 
 DEPLOY_ROLE = "cali-housing-deploy"
 PREVIEW_ROLE = "cali-housing-preview"
+CI_HELPER_ROLE = "cali-housing-ci-helper"
 ROLE_POLICY_NAME = "derived-from-program"  # the deploy role's inline policy (writes)
 READ_POLICY = "cali-housing-ci-read"  # the managed policy both roles have (reads)
 KMS_ALIAS = "alias/cali-housing-pulumi"
@@ -54,6 +55,9 @@ OIDC_AUDIENCE = "sts.amazonaws.com"  # what aws-actions/configure-aws-credential
 # request's job (docs.github.com, "About security hardening with OpenID Connect", example subjects).
 DEPLOY_SUBJECT = "environment:production"
 PREVIEW_SUBJECT = "pull_request"
+# Main-branch jobs outside the production environment (the smoke job's temporary ingress rule,
+# ami-update): giving them the environment would ask for a second approval of every deploy.
+CI_HELPER_SUBJECT = "ref:refs/heads/main"
 
 ANY = "*"
 ARN = "arn:aws"
@@ -724,6 +728,21 @@ def deploy_policy(scope: Scope, types: Iterable[str] | None = None) -> dict[str,
         }
     )
     return document
+
+
+def ci_helper_policy(scope: Scope) -> dict[str, Any]:
+    """The CI helper role's only permissions, for two main-branch jobs outside `production`.
+
+    The smoke job admits its runner's address on this project's security groups for one test and
+    removes it (scripts/runner_access.py), and ami-update reads AWS's public AL2023 AMI parameter
+    (scripts/pin_ami.py). Nothing else: it cannot change the stack, read its state or decrypt.
+    """
+    grants = [
+        ec2_change("ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress"),
+        read("ec2:DescribeSecurityGroupRules"),
+        read("ssm:GetParameter", on=[AL2023_PARAMETERS]),
+    ]
+    return _document(grants, scope)
 
 
 def trust_policy(account: str, github_repo: str, subject: str) -> dict[str, Any]:

@@ -341,6 +341,20 @@ def test_preview_role_jobs_run_on_pull_requests_without_an_environment() -> None
             assert "github.event_name == 'pull_request'" in job_def["if"], (name, job_id)
 
 
+def test_ci_helper_role_jobs_run_from_main_without_an_environment() -> None:
+    # The helper role trusts `repo:OWNER/REPO:ref:refs/heads/main` only: a job with an environment
+    # (whose token names the environment) or on a pull request would be refused.
+    assert permissions.CI_HELPER_SUBJECT == "ref:refs/heads/main"
+    users = []
+    for name, job_id, job_def in all_jobs():
+        for step in job_def.get("steps", []):
+            if "AWS_CI_HELPER_ROLE_ARN" in str(step.get("with", {}).get("role-to-assume", "")):
+                users.append((name, job_id))
+                assert "environment" not in job_def, (name, job_id)
+                assert "pull_request" not in str(job_def.get("if", "")).replace("!= 'pull_request'", ""), job_id
+    assert users, "the smoke job and ami-update use the helper role"
+
+
 def test_the_stack_decrypts_its_secrets_with_the_bootstrap_kms_key() -> None:
     settings = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())
     region = settings["config"]["aws:region"]

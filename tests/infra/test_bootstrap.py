@@ -152,9 +152,8 @@ def read_policy(iam: Any) -> dict[str, Any]:
     )
 
 
-def deploy_policy(iam: Any) -> dict[str, Any]:
-    """The deploy role's inline policy."""
-    name = permissions.DEPLOY_ROLE
+def deploy_policy(iam: Any, name: str = permissions.DEPLOY_ROLE) -> dict[str, Any]:
+    """The deploy role's inline policy (or another role's, by name)."""
     return document(
         iam.get_role_policy(RoleName=name, PolicyName=permissions.ROLE_POLICY_NAME)["PolicyDocument"]
     )
@@ -172,6 +171,7 @@ def test_one_run_creates_the_oidc_provider_both_roles_and_a_rotated_key(
     subjects = {
         permissions.DEPLOY_ROLE: f"repo:{GITHUB_REPO}:environment:production",
         permissions.PREVIEW_ROLE: f"repo:{GITHUB_REPO}:pull_request",
+        permissions.CI_HELPER_ROLE: f"repo:{GITHUB_REPO}:ref:refs/heads/main",
     }
     for name, subject in subjects.items():
         role = iam.get_role(RoleName=name)["Role"]
@@ -187,12 +187,14 @@ def test_one_run_creates_the_oidc_provider_both_roles_and_a_rotated_key(
         }
         # One managed policy, the read policy made here: no AWS-managed (admin-like) policy at all.
         attached = iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]
-        assert [p["PolicyArn"] for p in attached] == [READ_ARN]
-        inline = [permissions.ROLE_POLICY_NAME] if name == permissions.DEPLOY_ROLE else []
+        helper = name == permissions.CI_HELPER_ROLE  # no reads of the stack: its own two grants only
+        assert [p["PolicyArn"] for p in attached] == ([] if helper else [READ_ARN])
+        inline = [] if name == permissions.PREVIEW_ROLE else [permissions.ROLE_POLICY_NAME]
         assert iam.list_role_policies(RoleName=name)["PolicyNames"] == inline
-        assert f"gh variable set AWS_{name.split('-')[-1].upper()}_ROLE_ARN --body '{role['Arn']}'" in out
+        variable = name.removeprefix("cali-housing-").replace("-", "_").upper()
+        assert f"gh variable set AWS_{variable}_ROLE_ARN --body '{role['Arn']}'" in out
 
-    documents = [read_policy(iam), deploy_policy(iam)]
+    documents = [read_policy(iam), deploy_policy(iam), deploy_policy(iam, permissions.CI_HELPER_ROLE)]
     for policy in documents:
         assert [a for s in policy["Statement"] for a in s["Action"] if "*" in a] == []
         # No write on every resource unless a condition narrows it (reads: Describe*/List*/Get*).

@@ -145,7 +145,11 @@ READS = {"List", "Read"}
 
 
 def documents() -> list[tuple[str, dict[str, Any]]]:
-    return [("deploy", perms.deploy_policy(SCOPE)), ("read", perms.read_policy(SCOPE))]
+    return [
+        ("deploy", perms.deploy_policy(SCOPE)),
+        ("read", perms.read_policy(SCOPE)),
+        ("ci-helper", perms.ci_helper_policy(SCOPE)),
+    ]
 
 
 def access_levels(action: str) -> set[str]:
