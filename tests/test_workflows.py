@@ -351,7 +351,8 @@ def test_ci_helper_role_jobs_run_from_main_without_an_environment() -> None:
             if "AWS_CI_HELPER_ROLE_ARN" in str(step.get("with", {}).get("role-to-assume", "")):
                 users.append((name, job_id))
                 assert "environment" not in job_def, (name, job_id)
-                assert "pull_request" not in str(job_def.get("if", "")).replace("!= 'pull_request'", ""), job_id
+                condition = str(job_def.get("if", "")).replace("!= 'pull_request'", "")
+                assert "pull_request" not in condition, (name, job_id)
     assert users, "the smoke job and ami-update use the helper role"
 
 
