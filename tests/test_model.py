@@ -18,7 +18,7 @@ from model.features import FeatureTransformer
 from model.runtime import CompiledModel
 from model.schema import FEATURE_NAMES, FEATURES, example_record, schema_fingerprint
 from model.train import AUDIT_FILE, main, train
-from tests.live import ROOT
+from testkit.live import ROOT
 
 KNN_COLUMNS = slice(28, 32)  # the target-derived columns, see features.feature_names()
 

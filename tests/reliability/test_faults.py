@@ -22,7 +22,8 @@ import requests
 
 from model.artifact import METADATA_FILE
 from model.schema import example_record
-from tests.live import GUNICORN, ROOT, free_port, gunicorn
+from testkit.live import GUNICORN, ROOT, gunicorn
+from testkit.ports import free_port
 from tests.reliability.load import Load
 
 pytestmark = pytest.mark.slow
