@@ -42,7 +42,7 @@ from bench import wrk
 from bench.results import ROOT, markdown_table, update_results
 from model.artifact import verify_artifact
 from model.schema import FEATURE_NAMES, example_record
-from testkit.live import GUNICORN, serve
+from testkit.live import GUNICORN, LiveServer, serve
 from testkit.ports import free_port
 from testkit.processes import stop
 
@@ -71,9 +71,44 @@ GRANIAN = [sys.executable, "-m", "granian", "--interface", "wsgi", "--workers", 
 BATCH_WAIT_RECORDS = 10_000
 
 
+def cpu_seconds(root: int) -> float:
+    """CPU time (user + system) used so far by process root and every process below it.
+
+    From /proc/<pid>/stat (proc(5): utime and stime, fields 14 and 15, in clock ticks). Unlike
+    req/s, CPU time per request hardly depends on what else the machine runs.
+    """
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        ticks[int(entry.name)] = int(fields[11]) + int(fields[12])
+    tree, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in tree]
+        tree.update(children)
+        frontier += children
+    return sum(ticks.get(pid, 0) for pid in tree) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(pid: int, url: str, script: str, connections: int, seconds: int) -> dict[str, Any]:
+    """One wrk run, with the server's CPU time per request beside wrk's figures."""
+    before = cpu_seconds(pid)
+    figures = wrk.run(url, script, connections, seconds)
+    used = cpu_seconds(pid) - before
+    figures["server_cpu_us_per_request"] = round(used / max(figures["requests"], 1) * 1e6, 1)
+    return figures
+
+
 @contextlib.contextmanager
-def service(command: list[str], model_dir: Path, env: dict[str, str] | None = None) -> Iterator[str]:
-    """The app under command with a fresh metrics folder; yields its base URL."""
+def service(command: list[str], model_dir: Path, env: dict[str, str] | None = None) -> Iterator[LiveServer]:
+    """The app under command with a fresh metrics folder."""
     with (
         tempfile.TemporaryDirectory(prefix="cali-bench-metrics-") as metrics,
         serve(
@@ -83,23 +118,28 @@ def service(command: list[str], model_dir: Path, env: dict[str, str] | None = No
             {"WORKERS": "2", "PROMETHEUS_MULTIPROC_DIR": metrics, **(env or {})},
         ) as server,
     ):
-        yield server.url
+        yield server
 
 
 @contextlib.contextmanager
 def baseline(which: str, model_dir: Path) -> Iterator[str]:
     """A seed-like server (bench/baseline_app.py) on a free loopback port; yields its base URL."""
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.baseline_app", which, str(model_dir), str(port)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_post(url, proc)
-        yield url
-    finally:
-        stop(proc, grace_s=20)
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.baseline_app", which, str(model_dir), str(port)],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        try:
+            try:
+                _wait_post(url, proc)
+            except RuntimeError as exc:
+                log.seek(0)
+                raise RuntimeError(f"{exc}; its log:\n{log.read()[-2000:]}") from None
+            yield url
+        finally:
+            stop(proc, grace_s=20)
 
 
 def _post(url: str, body: bytes, timeout: float = 30) -> bytes:
@@ -123,7 +163,7 @@ def _wait_post(url: str, proc: subprocess.Popen) -> None:
 
 def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """One row for several rounds of a scenario: medians, errors summed, the rounds kept."""
-    keys = ("rps", "p50_ms", "p90_ms", "p99_ms")
+    keys = [k for k in ("rps", "p50_ms", "p90_ms", "p99_ms", "server_cpu_us_per_request") if k in runs[0]]
     merged = {k: round(statistics.median(r[k] for r in runs), 3) for k in keys}
     merged["requests"] = sum(r["requests"] for r in runs)
     merged["errors"] = sum(r["errors"] for r in runs)
@@ -131,22 +171,32 @@ def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
-def measure_server(url: str, duration: int, rounds: int) -> dict[str, dict[str, Any]]:
+def measure_server(server: LiveServer, duration: int, rounds: int) -> dict[str, dict[str, Any]]:
     """The scenarios of one server; /health and /predict alternate so both see the same load."""
+    url, pid = server.url, server.proc.pid
     single = wrk.post_script(json.dumps(example_record()))
     batch100 = wrk.post_script(json.dumps({"instances": [example_record()] * 100}))
     wrk.run(f"{url}/predict", single, 4, 2)  # warm-up, not recorded
     wrk.run(f"{url}/health", "", 4, 1)
     health, predict = [], []
     for _ in range(rounds):
-        health.append(wrk.run(f"{url}/health", "", CONNECTIONS, duration))
-        predict.append(wrk.run(f"{url}/predict", single, CONNECTIONS, duration))
+        health.append(timed(pid, f"{url}/health", "", CONNECTIONS, duration))
+        predict.append(timed(pid, f"{url}/predict", single, CONNECTIONS, duration))
     ratios = [p["rps"] / h["rps"] for h, p in zip(health, predict, strict=True)]
+    # the same ratio from CPU time: health's CPU per request over predict's (robust to machine load)
+    cpu_ratios = [
+        h["server_cpu_us_per_request"] / max(p["server_cpu_us_per_request"], 1e-9)
+        for h, p in zip(health, predict, strict=True)
+    ]
     return {
         "health_c16": _median_run(health),
-        "predict_c16": {**_median_run(predict), "ratio_to_health": round(statistics.median(ratios), 3)},
-        "predict_c1": _median_run([wrk.run(f"{url}/predict", single, 1, duration)]),
-        "batch100_c16": _median_run([wrk.run(f"{url}/predict", batch100, CONNECTIONS, duration)]),
+        "predict_c16": {
+            **_median_run(predict),
+            "ratio_to_health": round(statistics.median(ratios), 3),
+            "cpu_ratio_to_health": round(statistics.median(cpu_ratios), 3),
+        },
+        "predict_c1": _median_run([timed(pid, f"{url}/predict", single, 1, duration)]),
+        "batch100_c16": _median_run([timed(pid, f"{url}/predict", batch100, CONNECTIONS, duration)]),
     }
 
 
@@ -155,7 +205,8 @@ def wait_behind_batch(model_dir: Path, batches: int = 3) -> dict[str, Any]:
     body = json.dumps({"instances": [example_record()] * BATCH_WAIT_RECORDS}).encode()
     worst: list[float] = []
     batch_ms: list[float] = []
-    with service(GUNICORN, model_dir, {"WORKERS": "1", "MAX_BATCH": str(BATCH_WAIT_RECORDS)}) as url:
+    with service(GUNICORN, model_dir, {"WORKERS": "1", "MAX_BATCH": str(BATCH_WAIT_RECORDS)}) as server:
+        url = server.url
         _post(f"{url}/predict", body)  # warm-up
         for _ in range(batches):
             done = threading.Event()
@@ -194,24 +245,28 @@ def in_process(model_dir: Path, repeats: int = 2000) -> dict[str, float]:
     row = np.array([[example_record()[n] for n in FEATURE_NAMES]])
     batch = np.repeat(row, 1000, axis=0)
 
-    def p50(call: Callable[[], object], n: int) -> float:
+    def p50(call: Callable[[], object], n: int, clock: Callable[[], float] = time.perf_counter) -> float:
         call()
         times = []
         for _ in range(n):
-            started = time.perf_counter()
+            started = clock()
             call()
-            times.append(time.perf_counter() - started)
+            times.append(clock() - started)
         return statistics.median(times)
 
     client = create_app({"SETTINGS": ServiceSettings(model_dir=model_dir, log_level="WARNING")}).test_client()
     body = json.dumps({"instances": [example_record()] * 1000})
+
+    def request() -> object:
+        return client.post("/predict", data=body, content_type="application/json")
+
     return {
         "one_row_p50_us": round(p50(lambda: predictor.predict(row), repeats) * 1e6, 1),
         "batch1000_predict_p50_ms": round(p50(lambda: predictor.predict(batch), 30) * 1e3, 2),
         # the whole server-side path: parse, validate, predict, answer (Flask's test client, no socket)
-        "batch1000_request_p50_ms": round(
-            p50(lambda: client.post("/predict", data=body, content_type="application/json"), 30) * 1e3, 2
-        ),
+        "batch1000_request_p50_ms": round(p50(request, 30) * 1e3, 2),
+        # the same in CPU time of this thread: what the request costs, whatever else the machine runs
+        "batch1000_request_cpu_p50_ms": round(p50(request, 30, time.thread_time) * 1e3, 2),
     }
 
 
@@ -243,8 +298,8 @@ def main(argv: list[str] | None = None) -> int:
 
     servers: dict[str, dict[str, dict[str, Any]]] = {}
     for name, command in (("gunicorn+gevent", GUNICORN), ("granian", GRANIAN)):
-        with service(command, args.model_dir) as url:
-            servers[name] = measure_server(url, args.duration, args.rounds)
+        with service(command, args.model_dir) as server:
+            servers[name] = measure_server(server, args.duration, args.rounds)
         print(f"{name}: {json.dumps({k: v['rps'] for k, v in servers[name].items()})}", flush=True)
     single = wrk.post_script(json.dumps(example_record()))
     baselines = {}
@@ -306,16 +361,18 @@ def render(result: dict[str, Any]) -> str:
     for server, scenarios in result["servers"].items():
         for scenario, r in scenarios.items():
             ratio = r.get("ratio_to_health", "")
+            cpu_ratio = r.get("cpu_ratio_to_health", "")
             rows.append([server, scenario, f"{r['rps']:,.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}",
-                         r["errors"], ratio])  # fmt: skip
+                         r["errors"], r["server_cpu_us_per_request"], ratio, cpu_ratio])  # fmt: skip
     for name, key in (
         ("seed-like baseline", "seed_like_baseline_c16"),
         ("same-model baseline", "same_model_baseline_c16"),
     ):
         r = result[key]
         rows.append([name, "predict_c16", f"{r['rps']:,.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}",
-                     r["errors"], ""])  # fmt: skip
-    header = ["server", "scenario", "req/s", "p50 ms", "p99 ms", "errors", "/predict ÷ /health"]
+                     r["errors"], "", "", ""])  # fmt: skip
+    header = ["server", "scenario", "req/s", "p50 ms", "p99 ms", "errors", "server CPU µs/req",
+              "/predict ÷ /health (req/s)", "(CPU)"]  # fmt: skip
     table = markdown_table(header, rows)
     targets = markdown_table(
         ["target", "what", "bound", "measured", "met"],
@@ -338,7 +395,8 @@ def render(result: dict[str, Any]) -> str:
         f"{behind['health_worst_wait_ms_median']} ms (median over batches; the batch itself takes "
         f"{behind['batch_request_ms_median']} ms end to end). In process: one row "
         f"{inproc['one_row_p50_us']} µs, 1,000 rows {inproc['batch1000_predict_p50_ms']} ms, a whole "
-        f"1,000-record request {inproc['batch1000_request_p50_ms']} ms (p50).\n"
+        f"1,000-record request {inproc['batch1000_request_p50_ms']} ms (p50; "
+        f"{inproc['batch1000_request_cpu_p50_ms']} ms of CPU time).\n"
     )
 
 

@@ -9,6 +9,7 @@ import sys
 # (model.runtime) plus its share of validation costs a few milliseconds here (make bench), so a
 # request queued behind a batch of 10,000 waits for one slice, not for the whole batch.
 SLICE_RECORDS = 1000
+_NEXT_LOOP_ITERATION = 1e-6  # seconds: the shortest sleep, i.e. "after one turn of the event loop"
 
 
 def breathe() -> None:
@@ -17,4 +18,8 @@ def breathe() -> None:
     # tests' client or a plain process, threads (or nothing) share the CPU and there is nothing to do.
     gevent = sys.modules.get("gevent")
     if gevent is not None and "gevent.monkey" in sys.modules and gevent.monkey.is_module_patched("socket"):
-        gevent.sleep(0)
+        # Not sleep(0): that only runs greenlets already runnable and may resume this one before the
+        # loop polls sockets (gevent.hub.sleep's docstring), so a waiting request was never even
+        # accepted (measured: /health waited the whole batch). Any positive delay waits for the next
+        # loop iteration, which accepts and reads what arrived meanwhile.
+        gevent.sleep(_NEXT_LOOP_ITERATION)
