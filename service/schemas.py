@@ -33,6 +33,11 @@ _HIGH = np.array([f.maximum for f in FEATURES])
 _BOUNDS = tuple((f.minimum, f.maximum) for f in FEATURES)
 
 
+# What msgspec raises for a body it does not take as a valid record or batch: not JSON, not that shape,
+# or a key that is not UTF-8 (a UnicodeDecodeError of its own). The full path then words the error.
+_NOT_FAST = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError)
+
+
 @cache
 def _fast_decoders() -> tuple[msgspec.json.Decoder, msgspec.json.Decoder]:
     """msgspec decoders of exactly one record and of {"instances": [record, ...]}, built once."""
@@ -50,7 +55,7 @@ def _fast_lane(raw: bytes, max_batch: int) -> tuple[np.ndarray, bool] | None:
     one, many = _fast_decoders()
     try:
         row = msgspec.structs.astuple(one.decode(raw))
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except _NOT_FAST:
         pass
     else:
         # NaN compares false and an overflowing literal decodes to inf: both leave the fast lane
@@ -59,7 +64,7 @@ def _fast_lane(raw: bytes, max_batch: int) -> tuple[np.ndarray, bool] | None:
         return None
     try:
         instances = many.decode(raw).instances
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except _NOT_FAST:
         return None
     if not 1 <= len(instances) <= max_batch:
         return None  # the full path words the 400 and the 413

@@ -210,8 +210,15 @@ def test_all_out_of_range_fields_are_listed_with_the_allowed_range(client):
 
 @pytest.mark.parametrize(
     "raw",
-    [b"", b"{", b"{'MedInc': 1}", b"\xff\xfe\x00garbage", b"[" * 100_000 + b"]" * 100_000],
-    ids=["empty", "truncated", "single-quotes", "invalid-utf8", "deep-nesting"],
+    [
+        b"",
+        b"{",
+        b"{'MedInc': 1}",
+        b"\xff\xfe\x00garbage",
+        b'{"\xffMedInc": 1}',
+        b"[" * 100_000 + b"]" * 100_000,
+    ],
+    ids=["empty", "truncated", "single-quotes", "invalid-utf8", "invalid-utf8-in-a-key", "deep-nesting"],
 )
 def test_malformed_bodies_are_400(app, raw):
     app.config["MAX_CONTENT_LENGTH"] = 1 << 20
