@@ -1,6 +1,6 @@
 """Faults in the server process: a worker killed under load, slow clients, a bad artifact.
 
-Each runs the real service under gunicorn on a loopback port (tests/live.py). The deadlines here are
+Each runs the real service under gunicorn on a loopback port (testkit/live.py). The deadlines here are
 behavioural and generous (a request must be answered before one), never throughput figures.
 """
 
