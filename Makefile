@@ -73,7 +73,7 @@ test: $(DEV_STAMP) lint ## lint, then every test group this machine can run (say
 rehearse: $(DEV_STAMP) ## deploy rehearsal: build, push to a local registry, boot with the real user-data, smoke
 	$(BIN)/python scripts/rehearse.py
 
-bench: $(DEV_STAMP) $(MODEL_DIR)/metadata.json ## serving benchmark against the seed-like baseline
+bench: $(DEV_STAMP) $(MODEL_DIR)/metadata.json ## /health floor vs /predict, seed-like ratio, batch of 1,000 (~3 min; exit 1 on a missed target)
 	$(BIN)/python -m bench.serving
 
 # The image trains the model during its build. The host's scikit-learn cache ($SCIKIT_LEARN_DATA, or

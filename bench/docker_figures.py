@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.results import RESULTS, update_results
-from tests.docker.helpers import BASE_IMAGE, BUILD_TIMEOUT, clean_checkout, docker, free_port
+from testkit.docker import BASE_IMAGE, BUILD_TIMEOUT, clean_checkout, docker
+from testkit.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 TAG = "cali-housing:bench"

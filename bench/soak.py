@@ -16,19 +16,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
 
 import requests
 
+from bench import wrk
 from bench.results import update_results
 from model.schema import example_record
-from tests.docker.helpers import docker, free_port
+from testkit.docker import docker
+from testkit.ports import free_port
 
 P99_RATIO_MAX = 1.5
 RSS_GROWTH_MAX = 0.05
@@ -62,29 +61,10 @@ end
 """
 
 
-def _ms(value: str, unit: str) -> float:
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
-
-
 def run_wrk(url: str, script: str, connections: int, seconds: int) -> dict[str, float]:
     """One wrk run; returns requests, rps, p50_ms, p99_ms and errors (socket errors + non-2xx)."""
-    done = subprocess.run(
-        ["nice", "wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "5s",
-         "-s", script, url],
-        capture_output=True, text=True, timeout=seconds + 60, check=True,
-    )  # fmt: skip
-    out = done.stdout
-    latency = {q: _ms(v, u) for q, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s|m)\b", out, re.M)}
-    requests_done = int(re.search(r"(\d+) requests in", out).group(1))
-    socket_errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {
-        "requests": requests_done,
-        "rps": round(float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), 1),
-        "p50_ms": round(latency["50"], 2),
-        "p99_ms": round(latency["99"], 2),
-        "errors": socket_errors + (int(non_2xx.group(1)) if non_2xx else 0),
-    }
+    figures = wrk.run(url, script, connections, seconds, threads=2)
+    return {key: figures[key] for key in ("requests", "rps", "p50_ms", "p99_ms", "errors")}
 
 
 def worker_rss_kb(container: str) -> dict[str, int]:
@@ -120,23 +100,21 @@ def main(argv: list[str] | None = None) -> int:
            "--publish", f"127.0.0.1:{port}:8080", "--env", "LOG_LEVEL=WARNING", args.image)  # fmt: skip
     single = json.dumps(example_record())
     batch = json.dumps({"instances": [example_record()] * BATCH})
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(WRK_SCRIPT.format(single=json.dumps(single), batch=json.dumps(batch)))
+    script = WRK_SCRIPT.format(single=json.dumps(single), batch=json.dumps(batch))
     try:
         wait_ready(url)
         version = requests.get(f"{url}/ready", timeout=5).json()["model_version"]
-        run_wrk(url, script.name, args.connections, 10)  # warm-up: caches, allocator, lazy imports
+        run_wrk(url, script, args.connections, 10)  # warm-up: caches, allocator, lazy imports
         rss_start = worker_rss_kb(name)
         segments = []
         for minute in range(1, args.minutes + 1):
-            figures = run_wrk(url, script.name, args.connections, args.segment)
+            figures = run_wrk(url, script, args.connections, args.segment)
             figures["worker_rss_kb"] = worker_rss_kb(name)
             segments.append({"segment": minute, **figures})
             print(f"soak: segment {minute}/{args.minutes}: {json.dumps(figures)}", flush=True)
         rss_end = segments[-1]["worker_rss_kb"]
         restarts = docker("inspect", "--format", "{{.RestartCount}}", name).stdout.strip()
     finally:
-        os.unlink(script.name)
         docker("rm", "--force", name, check=False)
 
     errors = sum(s["errors"] for s in segments)

@@ -31,7 +31,6 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -45,6 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the project's packages come first
 
 from infra.user_data import render_user_data  # noqa: E402
+from testkit.ports import free_port  # noqa: E402
 
 REGISTRY = "127.0.0.1:5000"
 DOCKER_ENGINE = ROOT.parent / "shared" / "ci" / "docker-engine"
@@ -80,12 +80,6 @@ def registry_answers() -> bool:
             return resp.status == 200
     except OSError:
         return False
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Rehearsal:

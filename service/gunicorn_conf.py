@@ -6,6 +6,7 @@ Used by `make run` and the image: gunicorn -c python:service.gunicorn_conf 'serv
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -58,15 +59,34 @@ limit_request_field_size = 8190
 worker_tmp_dir = "/dev/shm" if Path("/dev/shm").is_dir() else None  # noqa: S108
 
 
+# The files prometheus_client's multiprocess mode writes (prometheus_client/values.py and
+# multiprocess.py: "{type}_{pid}.db", gauges as "gauge_{mode}_{pid}.db"); nothing else is ours to delete.
+_SAMPLE_FILE = re.compile(r"(counter|histogram|summary|gauge_[a-z]+)_\d+\.db")
+_made_metrics_dir: Path | None = None  # the folder on_starting created, removed again by on_exit
+
+
 def on_starting(server) -> None:
     """Prepare the folder where every worker writes its metrics."""
+    global _made_metrics_dir
     metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if metrics_dir:
-        # samples left by an earlier run would be summed with this one's
-        shutil.rmtree(metrics_dir, ignore_errors=True)
-        Path(metrics_dir).mkdir(parents=True, exist_ok=True)
+        # Samples left by an earlier run would be summed with this one's: delete those, and only
+        # those. The variable may name any folder (a volume, a typo, a home directory), so its
+        # other contents are left as they are.
+        folder = Path(metrics_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        for entry in folder.iterdir():
+            if _SAMPLE_FILE.fullmatch(entry.name) and entry.is_file():
+                entry.unlink(missing_ok=True)
     else:
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="cali-metrics-")
+        _made_metrics_dir = Path(tempfile.mkdtemp(prefix="cali-metrics-"))
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_made_metrics_dir)
+
+
+def on_exit(server) -> None:
+    """Remove the metrics folder on_starting made (never one the environment named)."""
+    if _made_metrics_dir is not None:
+        shutil.rmtree(_made_metrics_dir, ignore_errors=True)
 
 
 def child_exit(server, worker) -> None:

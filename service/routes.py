@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import msgspec
+import numpy as np
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
 
 from model.schema import FEATURES
 from service import monitor
+from service.cooperative import SLICE_RECORDS, breathe
 from service.errors import InvalidInput, ModelUnavailable, Problem
 from service.predictor import LoadedModel, to_usd
-from service.schemas import parse_json, parse_prediction_request
+from service.schemas import parse_body
 
 bp = Blueprint("api", __name__)
 
@@ -32,23 +35,38 @@ def predict() -> Response:
             "the body must be JSON",
             [Problem("Content-Type", f"must be application/json, got {request.mimetype or 'nothing'}")],
         )
-    payload = parse_json(request.get_data(cache=False))
-    X, is_batch = parse_prediction_request(payload, current_app.config["MAX_BATCH"])
+    X, is_batch = parse_body(request.get_data(cache=False), current_app.config["MAX_BATCH"])
     predictor = _predictor()
-    predictions = predictor.predict(X)
-    current_app.extensions["drift"].record(X, predictions)  # service/monitor.py
+    predictions = _predict(predictor, X)
     current_app.extensions["metrics"].predictions.inc(len(predictions))
+    # X holds the validated (n, 8) rows and `predictions` their values: every served record is
+    # counted into the shared drift window (service/monitor.py) before the answer.
+    current_app.extensions["drift"].record(X, predictions)
     if is_batch:
-        return jsonify(
-            predictions=[float(p) for p in predictions],
-            prices_usd=to_usd(predictions),
-            model_version=predictor.version,
-        )
-    return jsonify(
-        prediction=float(predictions[0]),
-        price_usd=to_usd(predictions)[0],
-        model_version=predictor.version,
-    )
+        answer = {
+            "predictions": predictions.tolist(),
+            "prices_usd": to_usd(predictions),
+            "model_version": predictor.version,
+        }
+    else:
+        answer = {
+            "prediction": float(predictions[0]),
+            "price_usd": to_usd(predictions)[0],
+            "model_version": predictor.version,
+        }
+    # serialized once, by msgspec: jsonify would go through json.dumps and Flask's response plumbing
+    return Response(msgspec.json.encode(answer), mimetype="application/json")
+
+
+def _predict(predictor: LoadedModel, X: np.ndarray) -> np.ndarray:
+    """Predict in slices with a yield between them, so one large batch does not hold the worker."""
+    if len(X) <= SLICE_RECORDS:
+        return predictor.predict(X)
+    parts = []
+    for start in range(0, len(X), SLICE_RECORDS):
+        breathe()
+        parts.append(predictor.predict(X[start : start + SLICE_RECORDS]))
+    return np.concatenate(parts)
 
 
 @bp.get("/health")

@@ -127,7 +127,7 @@ def client(app):
 @pytest.fixture(scope="session")
 def live_server(trained_model_dir):
     """The real service under gunicorn (2 workers) on a free loopback port, for the session."""
-    from tests.live import gunicorn
+    from testkit.live import gunicorn
 
     with gunicorn(trained_model_dir, {"WORKERS": "2"}) as server:
         yield server

@@ -23,7 +23,7 @@ from model.profile import PREDICTION, PROFILE_FILE, bin_index, load_profile, ref
 from model.schema import FEATURE_NAMES
 from service.drift import COLUMNS, DriftWindow, psi
 from service.telemetry import DRIFT, NO_DATA, PSI_DRIFT, PSI_WARNING, STABLE, psi_status
-from tests.live import ROOT
+from testkit.live import ROOT
 
 WINDOW = 5_000  # the default DRIFT_WINDOW: the whole test split (4,128 rows) fits in it
 
@@ -273,7 +273,7 @@ def _statuses(report: dict) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def drift_server(trained_model_dir):
     """The real service with the default window, 2 workers; its own, so the window starts empty."""
-    from tests.live import gunicorn
+    from testkit.live import gunicorn
 
     with gunicorn(trained_model_dir, {"WORKERS": "2", "DRIFT_WINDOW": str(WINDOW)}) as server:
         yield server

@@ -18,7 +18,9 @@ import pytest
 
 from model import gate
 from model.artifact import METADATA_FILE
-from tests.live import ROOT, free_port, stop, wait_for
+from testkit.live import ROOT
+from testkit.ports import free_port
+from testkit.processes import stop, wait_for
 
 
 @pytest.fixture(scope="module")

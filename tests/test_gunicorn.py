@@ -7,13 +7,15 @@ import json
 import re
 import socket
 import subprocess
+import threading
 import urllib.error
 import urllib.request
 
 import pytest
 
 from model.schema import example_record
-from tests.live import GUNICORN, ROOT, free_port
+from testkit.live import GUNICORN, ROOT, gunicorn
+from testkit.ports import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -83,6 +85,73 @@ def test_metrics_add_up_across_both_workers(live_server):
     assert after - before == 40
     _, _, text = call(f"{live_server.url}/metrics")
     assert 'http_requests_total{method="POST",route="/predict",status="200"}' in text
+
+
+def test_a_named_metrics_folder_loses_only_the_samples_of_an_earlier_run(trained_model_dir, tmp_path):
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("not the server's")
+    (folder / "notes").mkdir()
+    (folder / "counter_1.db").write_bytes(b"stale samples")
+    with gunicorn(trained_model_dir, {"PROMETHEUS_MULTIPROC_DIR": str(folder), "WORKERS": "1"}) as server:
+        assert call(f"{server.url}/predict", example_record())[0] == 200
+        _, _, text = call(f"{server.url}/metrics")
+    assert "predictions_total 1.0" in text  # the stale file was not summed in
+    assert (folder / "keep.txt").read_text() == "not the server's"
+    assert (folder / "notes").is_dir()
+    assert not (folder / "counter_1.db").exists()
+
+
+def test_the_metrics_folder_made_for_a_run_is_removed_when_the_server_stops(trained_model_dir, tmp_path):
+    # TMPDIR steers tempfile in the server: its own folder is made under tmp_path
+    with gunicorn(trained_model_dir, {"TMPDIR": str(tmp_path), "WORKERS": "1"}) as server:
+        assert call(f"{server.url}/predict", example_record())[0] == 200
+        made = list(tmp_path.glob("cali-metrics-*"))
+        assert len(made) == 1
+        assert any(made[0].iterdir())  # the worker's samples are there
+    assert not made[0].exists()
+
+
+def test_a_request_is_answered_while_one_worker_computes_a_batch_of_10000(trained_model_dir):
+    """A gevent worker lets its other connections run between slices of a large batch."""
+    batch = json.dumps({"instances": [example_record()] * 10_000}).encode()
+    with gunicorn(trained_model_dir, {"WORKERS": "1", "MAX_BATCH": "10000"}) as server:
+        answered_first: list[str] = []
+        with socket.create_connection(("127.0.0.1", server.port), timeout=60) as conn:
+            conn.sendall(
+                b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                + b"X-Request-ID: batch\r\nContent-Length: %d\r\n\r\n" % len(batch)
+                + batch
+            )
+            done = threading.Event()
+
+            def probe() -> None:
+                # sent only once the whole batch is on its way: each probe's access line is written
+                # before the batch's only if the worker served it while the batch was computing
+                n = 0
+                while not done.is_set():
+                    n += 1
+                    headers = {"X-Request-ID": f"probe-{n}"}
+                    with urllib.request.urlopen(
+                        urllib.request.Request(f"{server.url}/health", headers=headers), timeout=60
+                    ):
+                        pass
+
+            prober = threading.Thread(target=probe)
+            prober.start()
+            reply = http.client.HTTPResponse(conn)
+            reply.begin()
+            reply.read()
+            done.set()
+            prober.join()
+        assert reply.status == 200
+        for line in server.log.read_text().splitlines():
+            request_id = json.loads(line).get("request_id", "") if line.startswith("{") else ""
+            if request_id == "batch":
+                break
+            if request_id.startswith("probe-"):
+                answered_first.append(request_id)
+    assert answered_first, "every /health waited for the whole batch"
 
 
 @pytest.mark.parametrize(

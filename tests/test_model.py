@@ -19,7 +19,7 @@ from model.features import FeatureTransformer
 from model.runtime import CompiledModel
 from model.schema import FEATURE_NAMES, FEATURES, example_record, schema_fingerprint
 from model.train import AUDIT_FILE, main, train
-from tests.live import ROOT
+from testkit.live import ROOT
 
 # The target-derived columns (neighbourhood prices), see features.feature_names().
 KNN_COLUMNS = slice(len(features.ROW_FEATURES), len(features.ROW_FEATURES) + 4)

@@ -46,16 +46,37 @@ def assert_error_shape(response, status):
     assert "Traceback" not in response.get_data(as_text=True)
 
 
+def reference_predictions(model_dir, records) -> np.ndarray:
+    """The trained model's own answer, without the serving path: features + LightGBM's predict.
+
+    The service walks a compiled copy of the trees (forest.so); the artifact keeps LightGBM's text
+    dump for audits, so this is an independent reading of the same trained model.
+    """
+    import lightgbm as lgb
+
+    from model.features import FeatureTransformer
+    from model.train import AUDIT_FILE
+
+    X = np.array([[r[n] for n in FEATURE_NAMES] for r in records], dtype=np.float64)
+    booster = lgb.Booster(model_file=str(model_dir / AUDIT_FILE))
+    return booster.predict(FeatureTransformer.load(model_dir).transform(X))
+
+
 def test_predict_one_record_matches_the_model(client, trained_model_dir):
     response = post(client, example_record())
     assert response.status_code == 200
     body = response.get_json()
-    loaded = LoadedModel.load(trained_model_dir)
-    expected = loaded.predict(np.array([[example_record()[n] for n in FEATURE_NAMES]]))[0]
-    assert body["prediction"] == pytest.approx(expected, abs=1e-12)
+    expected = reference_predictions(trained_model_dir, [example_record()])[0]
+    assert body["prediction"] == pytest.approx(expected, abs=1e-9)
     assert body["price_usd"] == pytest.approx(expected * 100_000, abs=0.01)
-    assert body["model_version"] == loaded.version
+    assert body["model_version"] == LoadedModel.load(trained_model_dir).version
     assert 1.0 < body["prediction"] < 5.1  # a Berkeley block group is expensive
+
+
+def test_a_batch_matches_the_model_record_by_record(client, trained_model_dir):
+    records = [record(MedInc=m, Latitude=lat) for m, lat in ((1.0, 34.05), (9.0, 37.88), (3.0, 36.7))]
+    body = post(client, {"instances": records}).get_json()
+    assert body["predictions"] == pytest.approx(reference_predictions(trained_model_dir, records), abs=1e-9)
 
 
 def test_batch_keeps_input_order_and_equals_single_predictions(client):
@@ -121,6 +142,33 @@ def test_non_finite_numbers_are_400_naming_the_field(client, raw, field):
     assert fields(response) == [field]
 
 
+LONG = "9" * 5000  # past CPython's int-parsing limit (4,300 digits): json.loads raises ValueError
+VALID = json.dumps(example_record())
+WITH_LONG_MEDINC = VALID.replace('"MedInc": 8.3252', '"MedInc": ' + LONG)
+WITH_NEGATIVE_LONG_MEDINC = VALID.replace('"MedInc": 8.3252', '"MedInc": -' + LONG)
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "reason"),
+    [
+        (WITH_LONG_MEDINC, "MedInc", "must be a finite number"),
+        (WITH_NEGATIVE_LONG_MEDINC, "MedInc", "must be a finite number"),
+        (
+            "{" + f'"instances": [{VALID}, {WITH_LONG_MEDINC}]' + "}",
+            "instances[1].MedInc",
+            "must be a finite number",
+        ),
+        (VALID[:-1] + ', "Bogus": ' + LONG + "}", "Bogus", "is not a feature of this model"),
+    ],
+    ids=["record", "negative", "batch", "unknown-key"],
+)
+def test_a_number_literal_past_the_int_parsing_limit_is_a_400_naming_its_field(client, text, field, reason):
+    assert LONG in text
+    response = post(client, text)
+    assert_error_shape(response, 400)
+    assert {d["field"]: d["reason"] for d in response.get_json()["error"]["details"]} == {field: reason}
+
+
 def test_every_bad_field_is_listed_not_only_the_first(client):
     response = post(client, record(MedInc="x", HouseAge=None, Latitude=True) | {"Bogus": 1})
     assert_error_shape(response, 400)
@@ -139,7 +187,17 @@ def test_a_huge_batch_of_garbage_gets_a_bounded_list_of_details(app):
     assert_error_shape(response, 400)
     details = response.get_json()["error"]["details"]
     assert len(details) == 101
-    assert details[-1]["reason"].endswith("more problems not listed")
+    # each record lacks 7 features and has a string for the 8th: 8 problems each, 100 listed
+    assert details[-1] == {"field": "body", "reason": f"{2000 * 8 - 100} more problems not listed"}
+
+
+def test_a_422_with_more_than_100_problems_counts_the_ones_it_left_out(app):
+    app.config.update(MAX_BATCH=10_000, MAX_CONTENT_LENGTH=1 << 20)
+    response = post(app.test_client(), {"instances": [record(Latitude=60.0, Longitude=0.0)] * 1500})
+    assert_error_shape(response, 422)
+    details = response.get_json()["error"]["details"]
+    assert len(details) == 101
+    assert details[-1] == {"field": "body", "reason": f"{1500 * 2 - 100} more problems not listed"}
 
 
 def test_all_out_of_range_fields_are_listed_with_the_allowed_range(client):
@@ -152,8 +210,15 @@ def test_all_out_of_range_fields_are_listed_with_the_allowed_range(client):
 
 @pytest.mark.parametrize(
     "raw",
-    [b"", b"{", b"{'MedInc': 1}", b"\xff\xfe\x00garbage", b"[" * 100_000 + b"]" * 100_000],
-    ids=["empty", "truncated", "single-quotes", "invalid-utf8", "deep-nesting"],
+    [
+        b"",
+        b"{",
+        b"{'MedInc': 1}",
+        b"\xff\xfe\x00garbage",
+        b'{"\xffMedInc": 1}',
+        b"[" * 100_000 + b"]" * 100_000,
+    ],
+    ids=["empty", "truncated", "single-quotes", "invalid-utf8", "invalid-utf8-in-a-key", "deep-nesting"],
 )
 def test_malformed_bodies_are_400(app, raw):
     app.config["MAX_CONTENT_LENGTH"] = 1 << 20
@@ -232,6 +297,14 @@ def test_metrics_count_requests_and_predictions(client):
     assert 'route="<unmatched>",status="404"' in text
     assert "predictions_total 3.0" in text
     assert "http_request_duration_seconds_bucket" in text
+
+
+def test_metrics_label_a_made_up_method_as_other(client):
+    for method in ("BREW", "XYZZY", "GET"):
+        client.open("/health", method=method)
+    text = client.get("/metrics").get_data(as_text=True)
+    methods = set(re.findall(r'http_requests_total\{method="([^"]*)"', text))
+    assert methods == {"GET", "OTHER"}
 
 
 def test_openapi_document_is_valid_and_describes_every_route(client, app):

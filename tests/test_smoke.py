@@ -27,16 +27,10 @@ import pytest
 
 from model.schema import BY_NAME, FEATURE_NAMES, TARGET_UNIT_USD
 from smoke import client as smoke
+from testkit.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("SCIKIT_LEARN_DATA", ROOT.parent / "shared" / "data" / "scikit_learn_data"))
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run_smoke(url: str, *args: str, limit: float = 60.0) -> subprocess.CompletedProcess[str]:

@@ -24,7 +24,7 @@ import pytest
 
 from model.schema import FEATURE_NAMES
 from service import telemetry
-from tests.live import ROOT
+from testkit.live import ROOT
 
 UNITS = [
     "Seconds", "Microseconds", "Milliseconds", "Bytes", "Kilobytes", "Megabytes", "Gigabytes", "Terabytes",
@@ -176,7 +176,7 @@ def test_importing_the_shared_module_does_no_work() -> None:
 
 
 def test_the_real_server_prints_valid_emf_lines(trained_model_dir) -> None:
-    from tests.live import gunicorn
+    from testkit.live import gunicorn
     from tests.test_drift import _post
 
     with gunicorn(trained_model_dir, {"WORKERS": "2", "TELEMETRY_INTERVAL": "1"}) as server:

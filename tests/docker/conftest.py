@@ -18,7 +18,8 @@ import pytest
 import requests
 
 from service.predictor import LoadedModel
-from tests.docker.helpers import BUILD_TIMEOUT, IMAGE, LABEL, READY_TIMEOUT, clean_checkout, docker, free_port
+from testkit.docker import BUILD_TIMEOUT, IMAGE, LABEL, READY_TIMEOUT, clean_checkout, docker
+from testkit.ports import free_port
 
 
 @dataclass(frozen=True)

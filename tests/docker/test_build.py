@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from testkit.docker import IMAGE, docker
 from tests.docker.conftest import BuiltImage
-from tests.docker.helpers import IMAGE, docker
 
 pytestmark = pytest.mark.docker
 

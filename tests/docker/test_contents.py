@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from testkit.docker import docker
 from tests.docker.conftest import BuiltImage, Container
-from tests.docker.helpers import docker
 
 pytestmark = pytest.mark.docker
 

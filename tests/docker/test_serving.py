@@ -16,8 +16,8 @@ import requests
 from model import data
 from model.schema import FEATURE_NAMES, TARGET_UNIT_USD, example_record
 from service.predictor import LoadedModel
+from testkit.docker import GRACEFUL_TIMEOUT, READY_TIMEOUT, docker
 from tests.docker.conftest import Container
-from tests.docker.helpers import GRACEFUL_TIMEOUT, READY_TIMEOUT, docker
 
 pytestmark = pytest.mark.docker
 

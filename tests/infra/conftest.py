@@ -12,7 +12,6 @@ import json
 import os
 import runpy
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -29,7 +28,8 @@ import yaml
 from google.protobuf import json_format
 from pulumi.runtime.mocks import MockMonitor
 
-from tests.live import stop
+from testkit.ports import free_port
+from testkit.processes import stop
 
 ROOT = Path(__file__).resolve().parents[2]
 MAIN = ROOT / "__main__.py"
@@ -344,12 +344,6 @@ def fleet_https() -> Deployment:
     return run_program(cli_config("prod", mode="fleet", domain=DOMAIN, hostedZone=HOSTED_ZONE))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @dataclass(frozen=True)
 class MotoServer:
     """A running moto server and its URL."""
@@ -366,7 +360,7 @@ class MotoServer:
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[MotoServer]:
     """moto_server on a free loopback port (real HTTP), up within 30 s, stopped after the session."""
-    port = _free_port()
+    port = free_port()
     server = MotoServer(f"http://127.0.0.1:{port}")
     proc = subprocess.Popen(
         [venv_tool("moto_server"), "-H", "127.0.0.1", "-p", str(port)],

@@ -17,8 +17,8 @@ import pytest
 import requests
 
 from model.schema import example_record
+from testkit.docker import GRACEFUL_TIMEOUT, docker
 from tests.docker.conftest import Container
-from tests.docker.helpers import GRACEFUL_TIMEOUT, docker
 from tests.reliability.load import Load
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]

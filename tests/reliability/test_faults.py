@@ -1,6 +1,6 @@
 """Faults in the server process: a worker killed under load, slow clients, a bad artifact.
 
-Each runs the real service under gunicorn on a loopback port (tests/live.py). The deadlines here are
+Each runs the real service under gunicorn on a loopback port (testkit/live.py). The deadlines here are
 behavioural and generous (a request must be answered before one), never throughput figures.
 """
 
@@ -22,7 +22,8 @@ import requests
 
 from model.artifact import METADATA_FILE
 from model.schema import example_record
-from tests.live import GUNICORN, ROOT, free_port, gunicorn
+from testkit.live import GUNICORN, ROOT, gunicorn
+from testkit.ports import free_port
 from tests.reliability.load import Load
 
 pytestmark = pytest.mark.slow

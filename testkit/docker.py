@@ -1,14 +1,13 @@
-"""Helpers shared by the image tests and bench/docker_figures.py: docker client, free port, clean checkout."""
+"""The docker client, the image tests' names and limits, and a clean checkout to build from."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 IMAGE = os.environ.get("CALI_TEST_IMAGE", "cali-housing:test")  # another name keeps parallel checkouts apart
 BASE_IMAGE = "python:3.11-slim-bookworm"
 DATA = Path(os.environ.get("SCIKIT_LEARN_DATA", ROOT.parent / "shared" / "data" / "scikit_learn_data"))
@@ -24,13 +23,6 @@ def docker(*args: str, timeout: float = 120, check: bool = True) -> subprocess.C
     if check and done.returncode != 0:
         raise AssertionError(f"docker {' '.join(args)} exited {done.returncode}:\n{done.stderr[-4000:]}")
     return done
-
-
-def free_port() -> int:
-    """A TCP port nothing on 127.0.0.1 listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def clean_checkout(dest: Path) -> Path:
