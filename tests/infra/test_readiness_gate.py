@@ -20,8 +20,8 @@ import pytest
 
 from infra import readiness
 from infra.readiness import Expected, NotReady, Probe, http_probe, judge, parse_probe_output, wait_until_ready
-from tests.infra.conftest import MotoServer
 from testkit.ports import free_port
+from tests.infra.conftest import MotoServer
 
 BUILD = {"model_version": "mv-1234abcd", "revision": "0123456789ab"}
 
