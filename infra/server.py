@@ -107,7 +107,7 @@ class Server(pulumi.ComponentResource):
             user_data_replace_on_change=True,
             tags=tags("instance"),
             # With "latest" AMI, a new Amazon Linux release must not replace the server on an
-            # unrelated `up`; rolling it is a deliberate act (see README, "Rolling the AMI").
+            # unrelated `up`; rolling it is a deliberate act (see docs/deploy.md, "Rolling the AMI").
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=[] if args.ami_pinned else ["ami"]),
         )
         # The address lives apart from the instance, so a replaced instance keeps it: only the
