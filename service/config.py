@@ -47,6 +47,8 @@ class ServiceSettings:
         threads: Threads per worker, with gthread only.
         worker_connections: Most simultaneous connections one worker holds, with gevent.
         metrics_dir: PROMETHEUS_MULTIPROC_DIR, set by the gunicorn config for multi-worker metrics.
+        revision: GIT_REVISION, the commit the image was built from (the image sets it; for a
+            content-named image, the commit that first built that content: infra/release.py).
     """
 
     model_dir: Path = Path("artifacts")
@@ -61,11 +63,12 @@ class ServiceSettings:
     threads: int = 4
     worker_connections: int = 1000
     metrics_dir: str | None = None
+    revision: str = "unknown"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServiceSettings:
         """Read MODEL_DIR, HOST, PORT, WORKERS, WORKER_CLASS, THREADS, WORKER_CONNECTIONS, MAX_BATCH,
-        MAX_BODY_BYTES, LOG_LEVEL, GRACEFUL_TIMEOUT and PROMETHEUS_MULTIPROC_DIR.
+        MAX_BODY_BYTES, LOG_LEVEL, GRACEFUL_TIMEOUT, PROMETHEUS_MULTIPROC_DIR and GIT_REVISION.
 
         Raises:
             ConfigError: A value is malformed or out of range; the message names the variable.
@@ -90,4 +93,5 @@ class ServiceSettings:
             threads=_int(env, "THREADS", cls.threads, 1, 256),
             worker_connections=_int(env, "WORKER_CONNECTIONS", cls.worker_connections, 10, 100_000),
             metrics_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,
+            revision=env.get("GIT_REVISION", "").strip() or cls.revision,
         )
