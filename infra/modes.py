@@ -16,6 +16,7 @@ from infra.endpoints import ServiceEndpoints, ServiceEndpointsArgs
 from infra.fleet import Fleet, FleetArgs, ScalingArgs
 from infra.load_balancer import HttpsArgs, LoadBalancer, LoadBalancerArgs
 from infra.network import AppFirewall, AppFirewallArgs, FleetFirewall, FleetFirewallArgs, Network
+from infra.rollout import RolloutWait, RolloutWaitArgs
 from infra.server import Server, ServerArgs
 
 
@@ -126,5 +127,16 @@ def fleet(settings: StackSettings, base: Foundation) -> dict[str, pulumi.Output[
             tags=tags,
             boot_dependencies=[endpoints],
         ),
+    )
+    # `up` returns when the instance refresh has succeeded, not when it starts (infra/rollout.py),
+    # so the smoke test that follows talks to the new instances only.
+    RolloutWait(
+        "cali-rollout",
+        RolloutWaitArgs(
+            group_name=group.group_name,
+            template_version=group.launch_template.latest_version.apply(str),
+            region=settings.region,
+        ),
+        opts=pulumi.ResourceOptions(depends_on=[group]),
     )
     return {"url": balancer.url, "autoscaling_group": group.group_name}
