@@ -148,6 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"repository={repository_name(args.stack)}")
     print(f"cache_repository={cache_repository_name(args.stack)}")
     print(f"platform={PLATFORM}")
+    print(f"revision_label={REVISION_LABEL}")
+    print(f"model_version_label={MODEL_VERSION_LABEL}")
+    print(f"revision_arg={REVISION_ARG}")
+    print(f"model_version_arg={MODEL_VERSION_ARG}")
     return 0
 
 

@@ -165,6 +165,10 @@ def test_the_release_command_prints_what_ci_reads() -> None:
         "repository": "cali-housing-staging",
         "cache_repository": "cali-housing-staging-cache",
         "platform": "linux/amd64",
+        "revision_label": "org.opencontainers.image.revision",
+        "model_version_label": "org.opencontainers.image.version",
+        "revision_arg": "GIT_REVISION",
+        "model_version_arg": "MODEL_VERSION",
     }
 
 
