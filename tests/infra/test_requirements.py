@@ -27,7 +27,8 @@ def program_modules() -> list[str]:
         for node in ast.walk(tree):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                names = [node.module]
+                # `from infra import config` names the module infra.config
+                names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
             for name in names:
                 path = ROOT / (name.replace(".", "/") + ".py")
                 if path.exists() and name not in seen:
