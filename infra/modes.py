@@ -137,6 +137,8 @@ def fleet(settings: StackSettings, base: Foundation) -> dict[str, pulumi.Output[
             template_version=group.launch_template.latest_version.apply(str),
             region=settings.region,
         ),
-        opts=pulumi.ResourceOptions(depends_on=[group]),
+        # a child of the fleet, as every resource belongs to a component; after the group's update,
+        # which is what starts the refresh
+        opts=pulumi.ResourceOptions(parent=group, depends_on=[group.group]),
     )
     return {"url": balancer.url, "autoscaling_group": group.group_name}

@@ -37,44 +37,30 @@ class RegistryArgs:
     tags: dict[str, str]
 
 
+def _expire_policy(description: str, selection: dict[str, object]) -> str:
+    """An ECR lifecycle policy of one rule that expires what `selection` picks."""
+    rule = {
+        "rulePriority": 1,
+        "description": description,
+        "selection": selection,
+        "action": {"type": "expire"},
+    }
+    return json.dumps({"rules": [rule]})
+
+
 def keep_last_policy(count: int) -> str:
     """An ECR lifecycle policy that expires all but the `count` most recently pushed images."""
-    return json.dumps(
-        {
-            "rules": [
-                {
-                    "rulePriority": 1,
-                    "description": f"keep the last {count} images for rollback",
-                    "selection": {
-                        "tagStatus": "any",
-                        "countType": "imageCountMoreThan",
-                        "countNumber": count,
-                    },
-                    "action": {"type": "expire"},
-                }
-            ]
-        }
+    return _expire_policy(
+        f"keep the last {count} images for rollback",
+        {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": count},
     )
 
 
 def expire_untagged_policy(days: int) -> str:
     """An ECR lifecycle policy that expires untagged images (superseded cache manifests) after `days`."""
-    return json.dumps(
-        {
-            "rules": [
-                {
-                    "rulePriority": 1,
-                    "description": f"drop superseded build-cache manifests after {days} day(s)",
-                    "selection": {
-                        "tagStatus": "untagged",
-                        "countType": "sinceImagePushed",
-                        "countUnit": "days",
-                        "countNumber": days,
-                    },
-                    "action": {"type": "expire"},
-                }
-            ]
-        }
+    return _expire_policy(
+        f"drop superseded build-cache manifests after {days} day(s)",
+        {"tagStatus": "untagged", "countType": "sinceImagePushed", "countUnit": "days", "countNumber": days},
     )
 
 
