@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
+from infra import bootstrap, permissions
+
 ROOT = Path(__file__).resolve().parent.parent
 GITHUB = ROOT / ".github"
 WORKFLOWS = GITHUB / "workflows"
@@ -330,13 +332,13 @@ def test_pull_requests_assume_the_preview_role_and_production_the_deploy_role() 
             assert f"AWS_{expected}_ROLE_ARN" in role, (name, job_id)
 
 
-def test_the_state_backend_and_passphrase_come_from_variables_and_secrets() -> None:
+def test_the_state_backend_comes_from_a_variable_and_no_job_gets_a_passphrase() -> None:
+    # Secrets are decrypted with the KMS key the role may use (Pulumi.prod.yaml's secretsprovider).
     for name, job_id, job_def in all_jobs():
         if not pulumi_commands(job_def):
             continue
         assert job_def["env"]["PULUMI_BACKEND_URL"] == "${{ vars.PULUMI_BACKEND_URL }}", (name, job_id)
-        from_secret = "${{ secrets.PULUMI_CONFIG_PASSPHRASE }}"  # noqa: S105 (a reference, not a value)
-        assert job_def["env"]["PULUMI_CONFIG_PASSPHRASE"] == from_secret, (name, job_id)
+        assert "PULUMI_CONFIG_PASSPHRASE" not in job_def["env"], (name, job_id)
 
 
 @pytest.mark.parametrize("name", [p.name for p in sorted(WORKFLOWS.glob("*.yml"))])
@@ -414,3 +416,40 @@ def test_every_secret_and_variable_is_documented_on_the_ci_cd_page() -> None:
     used.discard("GITHUB_TOKEN")  # GitHub provides it to every run
     assert used, "the workflows read their settings from variables and secrets"
     assert sorted(u for u in used if f"`{u}`" not in section) == []
+
+
+# --- CI identities (issue 18): what the roles' trust policies accept is what the jobs present -----
+
+
+@pytest.mark.parametrize("path", github_files(), ids=lambda p: str(p.relative_to(GITHUB)))
+def test_no_passphrase_secret_is_read_anywhere(path: Path) -> None:
+    assert "PASSPHRASE" not in path.read_text()
+
+
+def test_deploy_role_jobs_run_in_the_environment_its_trust_policy_names() -> None:
+    # GitHub's token says `sub: repo:OWNER/REPO:environment:<name>` for a job with an environment;
+    # the deploy role trusts exactly that subject, so a job elsewhere cannot assume it.
+    environment = permissions.DEPLOY_SUBJECT.removeprefix("environment:")
+    for name, job_id, job_def in all_jobs():
+        setups = [s for s in job_def.get("steps", []) if s.get("uses") == SETUP_ACTION]
+        if any("AWS_DEPLOY_ROLE_ARN" in s["with"]["role-to-assume"] for s in setups):
+            env = job_def.get("environment")
+            assert (env["name"] if isinstance(env, dict) else env) == environment, (name, job_id)
+
+
+def test_preview_role_jobs_run_on_pull_requests_without_an_environment() -> None:
+    # With an environment the token's `sub` names it instead of `pull_request`, and the preview
+    # role's trust (repo:OWNER/REPO:pull_request) would refuse the job.
+    assert permissions.PREVIEW_SUBJECT == "pull_request"
+    for name, job_id, job_def in all_jobs():
+        setups = [s for s in job_def.get("steps", []) if s.get("uses") == SETUP_ACTION]
+        if any("AWS_PREVIEW_ROLE_ARN" in s["with"]["role-to-assume"] for s in setups):
+            assert "environment" not in job_def, (name, job_id)
+            assert "github.event_name == 'pull_request'" in job_def["if"], (name, job_id)
+
+
+def test_the_stack_decrypts_its_secrets_with_the_bootstrap_kms_key() -> None:
+    settings = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())
+    region = settings["config"]["aws:region"]
+    assert settings["secretsprovider"] == bootstrap.secrets_provider(region)
+    assert "encryptionsalt" not in settings  # the passphrase provider's mark

@@ -1,0 +1,751 @@
+"""What CI's two AWS roles may do, derived from the resource types the Pulumi program registers.
+
+`RESOURCE_TYPES` maps every Pulumi type token the program registers, in either mode, to the IAM
+actions its provider calls to create, read, update and delete it, each with the resources it may act
+on; `INVOKES` does the same for the data sources the program calls. `read_policy` (both roles) and
+`deploy_policy` (the deploy role's writes) render them into documents that `python -m
+infra.bootstrap` puts in place. `tests/infra/test_permissions.py` runs the real program under mocks
+in both modes and fails when it registers a type (or calls an invoke) this table lacks, and lints
+the documents with parliament.
+
+Scoping, in order of preference (AWS's service authorization reference says which each action allows):
+- by name: every physical name the program makes starts with `NAME_PREFIX` (Pulumi auto-names
+  `cali-role` as `cali-role-1a2b3c4`), so ECR, Logs, IAM, S3, SNS, CloudWatch, ELB and Auto Scaling
+  ARNs are patterns like `...:repository/cali-*`;
+- by tag, where the ARN holds only an id (EC2, ACM, KMS keys): a create must carry the stack's
+  `project` tag (`aws:RequestTag`), every later change needs the resource to carry it
+  (`aws:ResourceTag`); the program tags every such resource (tests/infra/test_program.py);
+- `*` only for actions AWS defines no resource for (Describe*, List*, GetAuthorizationToken), all of
+  them reads.
+
+To extend: add the new type's token with `read(...)` and `write(...)` grants below; the tests say
+when one is missing, and parliament says when an action name or its resource does not exist.
+No Pulumi import here: the bootstrap runs before Pulumi is set up.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from infra import state_hardening
+
+# Every physical name the program derives starts with this (__main__.py names its components "cali").
+NAME_PREFIX = "cali"
+# The tag key and value every taggable resource of a stack carries (infra.config.StackSettings.tags).
+TAG_KEY = "project"
+TAG_VALUE = state_hardening.STATE_BUCKET_TAGS[TAG_KEY]
+# The server's role (infra.identity: ServerIdentity "cali" names it "cali-role"): the one role the
+# deploy role may hand to EC2.
+SERVER_ROLE_PATTERN = f"{NAME_PREFIX}-role-*"
+# Where a DIY backend keeps stacks, history, backups and locks inside the bucket.
+STATE_PREFIX = ".pulumi/"
+
+DEPLOY_ROLE = "cali-housing-deploy"
+PREVIEW_ROLE = "cali-housing-preview"
+ROLE_POLICY_NAME = "derived-from-program"  # the deploy role's inline policy (writes)
+READ_POLICY = "cali-housing-ci-read"  # the managed policy both roles have (reads)
+KMS_ALIAS = "alias/cali-housing-pulumi"
+GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
+OIDC_AUDIENCE = "sts.amazonaws.com"  # what aws-actions/configure-aws-credentials asks GitHub for
+# The `sub` claims GitHub puts in a job's token: a job in the production environment, and a pull
+# request's job (docs.github.com, "About security hardening with OpenID Connect", example subjects).
+DEPLOY_SUBJECT = "environment:production"
+PREVIEW_SUBJECT = "pull_request"
+
+ANY = "*"
+ARN = "arn:aws"
+
+
+@dataclass(frozen=True)
+class Grant:
+    """Actions on resources (ARN templates), maybe under a condition; `write` ones go to deploy only.
+
+    Templates may name {region}, {account}, {prefix}, {bucket} and {key_arn}.
+    """
+
+    actions: tuple[str, ...]
+    resources: tuple[str, ...] = (ANY,)
+    condition: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    write: bool = False
+
+
+def read(*actions: str, on: Iterable[str] = (ANY,)) -> Grant:
+    """Describe/list/get actions: both roles get them."""
+    return Grant(tuple(actions), tuple(on))
+
+
+def write(
+    *actions: str, on: Iterable[str] = (ANY,), when: Mapping[str, Mapping[str, Any]] | None = None
+) -> Grant:
+    """Create/update/delete actions: the deploy role only."""
+    return Grant(tuple(actions), tuple(on), dict(when or {}), write=True)
+
+
+# Tag conditions for resources whose ARNs hold an id, not a name.
+CREATED_TAGGED = {"StringEquals": {f"aws:RequestTag/{TAG_KEY}": TAG_VALUE}}
+TAGGED = {"StringEquals": {f"aws:ResourceTag/{TAG_KEY}": TAG_VALUE}}
+
+
+def passed_to(service: str) -> dict[str, dict[str, str]]:
+    """iam:PassRole only towards one AWS service."""
+    return {"StringEquals": {"iam:PassedToService": service}}
+
+
+# ARN templates by name, one per kind of resource the program names.
+ECR_REPO = f"{ARN}:ecr:{{region}}:{{account}}:repository/{{prefix}}-*"
+LOG_GROUP = f"{ARN}:logs:{{region}}:{{account}}:log-group:{{prefix}}-*"
+LOG_GROUP_STREAMS = f"{LOG_GROUP}:log-stream:*"
+ROLE = f"{ARN}:iam::{{account}}:role/{{prefix}}-*"
+SERVER_ROLE = f"{ARN}:iam::{{account}}:role/{SERVER_ROLE_PATTERN}"
+INSTANCE_PROFILE = f"{ARN}:iam::{{account}}:instance-profile/{{prefix}}-*"
+BUCKETS = (f"{ARN}:s3:::{{bucket}}", f"{ARN}:s3:::{{prefix}}-*")
+ALARM = f"{ARN}:cloudwatch:{{region}}:{{account}}:alarm:{{prefix}}-*"
+DASHBOARD = f"{ARN}:cloudwatch::{{account}}:dashboard/{{prefix}}-*"
+TOPIC = f"{ARN}:sns:{{region}}:{{account}}:{{prefix}}-*"
+ELB = (
+    f"{ARN}:elasticloadbalancing:{{region}}:{{account}}:loadbalancer/app/{{prefix}}-*/*",
+    f"{ARN}:elasticloadbalancing:{{region}}:{{account}}:targetgroup/{{prefix}}-*/*",
+    # `*/`: the listener actions name both the app and the net form (parliament checks for both).
+    f"{ARN}:elasticloadbalancing:{{region}}:{{account}}:listener/*/{{prefix}}-*/*",
+    f"{ARN}:elasticloadbalancing:{{region}}:{{account}}:listener-rule/*/{{prefix}}-*/*",
+)
+ASG = f"{ARN}:autoscaling:{{region}}:{{account}}:autoScalingGroup:*:autoScalingGroupName/{{prefix}}-*"
+# The hosted zone is the user's own (config hostedZone), known only by id: records in any zone.
+HOSTED_ZONES = f"{ARN}:route53:::hostedzone/*"
+RUN_SHELL_DOCUMENT = f"{ARN}:ssm:{{region}}::document/AWS-RunShellScript"
+# AWS's public parameters have no account in their ARN; parliament wants one, `*` matches both.
+AL2023_PARAMETERS = f"{ARN}:ssm:{{region}}:*:parameter/aws/service/ami-amazon-linux-latest/*"
+EC2_INSTANCES = f"{ARN}:ec2:{{region}}:{{account}}:instance/*"
+# Every EC2 resource of this account and region (writes to them are tag-conditioned), and AMIs,
+# which RunInstances is checked against too.
+EC2_HERE = f"{ARN}:ec2:{{region}}:{{account}}:*"
+AMIS = f"{ARN}:ec2:{{region}}:*:image/*"
+VPCS = f"{ARN}:ec2:{{region}}:{{account}}:vpc/*"
+CERTIFICATES = f"{ARN}:acm:{{region}}:{{account}}:certificate/*"
+KMS_KEYS = f"{ARN}:kms:{{region}}:{{account}}:key/*"
+# SNS defines no resource for a subscription's own actions; the region is what can be pinned.
+THIS_REGION = {"StringEquals": {"aws:RequestedRegion": "{region}"}}
+
+
+def ec2_create(*actions: str) -> Grant:
+    """EC2 creates in this account and region, only when the request tags the new resource."""
+    return write(*actions, on=[EC2_HERE], when=CREATED_TAGGED)
+
+
+def ec2_change(*actions: str) -> Grant:
+    """EC2 changes and deletes, only of resources that already carry the stack's tag."""
+    return write(*actions, on=[EC2_HERE], when=TAGGED)
+
+
+# ECR: what a `docker push` and a pull (cache, digest checks) of the stack's own repository call.
+ECR_PULL = ("ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer")
+ECR_PUSH = ("ecr:InitiateLayerUpload", "ecr:UploadLayerPart", "ecr:CompleteLayerUpload", "ecr:PutImage")
+ECR_IMAGE = (read(*ECR_PULL, "ecr:DescribeImages", on=[ECR_REPO]), write(*ECR_PUSH, on=[ECR_REPO]))
+# Creating a tagged EC2 resource also calls CreateTags; allowed only inside those creates.
+EC2_CREATES = (
+    "ec2:CreateVpc",
+    "ec2:CreateSubnet",
+    "ec2:CreateInternetGateway",
+    "ec2:CreateRouteTable",
+    "ec2:CreateSecurityGroup",
+    "ec2:RunInstances",
+    "ec2:AllocateAddress",
+    "ec2:CreateVpcEndpoint",
+    "ec2:CreateLaunchTemplate",
+    "ec2:CreateFlowLogs",
+)
+EC2_TAGS = (
+    write(
+        "ec2:CreateTags",
+        on=[EC2_HERE],
+        when={"StringEquals": {"ec2:CreateAction": [a.split(":")[1] for a in EC2_CREATES]}},
+    ),
+    ec2_change("ec2:CreateTags", "ec2:DeleteTags"),
+)
+S3_BUCKET_READ = read(
+    "s3:ListBucket",
+    "s3:GetBucketLocation",
+    "s3:GetBucketAcl",
+    "s3:GetBucketCORS",
+    "s3:GetBucketWebsite",
+    "s3:GetBucketVersioning",
+    "s3:GetAccelerateConfiguration",
+    "s3:GetBucketRequestPayment",
+    "s3:GetBucketLogging",
+    "s3:GetLifecycleConfiguration",
+    "s3:GetReplicationConfiguration",
+    "s3:GetEncryptionConfiguration",
+    "s3:GetBucketObjectLockConfiguration",
+    "s3:GetBucketPolicy",
+    "s3:GetBucketPolicyStatus",
+    "s3:GetBucketTagging",
+    "s3:GetBucketOwnershipControls",
+    "s3:GetBucketPublicAccessBlock",
+    on=BUCKETS,
+)
+
+
+def _s3_setting(*actions: str) -> tuple[Grant, ...]:
+    """A bucket sub-resource (versioning, policy, ...): read the bucket, write the setting."""
+    return (S3_BUCKET_READ, write(*actions, on=BUCKETS))
+
+
+_S3_LIFECYCLE = _s3_setting("s3:PutLifecycleConfiguration")
+_S3_VERSIONING = _s3_setting("s3:PutBucketVersioning")
+_S3_ENCRYPTION = _s3_setting("s3:PutEncryptionConfiguration")
+
+RESOURCE_TYPES: dict[str, tuple[Grant, ...]] = {
+    # --- the state bucket (adopted) and, issue 14, the load balancer's access-log bucket
+    "aws:s3/bucket:Bucket": (
+        S3_BUCKET_READ,
+        write("s3:CreateBucket", "s3:DeleteBucket", "s3:PutBucketTagging", on=BUCKETS),
+    ),
+    "aws:s3/bucketOwnershipControls:BucketOwnershipControls": _s3_setting("s3:PutBucketOwnershipControls"),
+    "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": _s3_setting("s3:PutBucketPublicAccessBlock"),
+    "aws:s3/bucketVersioning:BucketVersioning": _S3_VERSIONING,
+    "aws:s3/bucketVersioningV2:BucketVersioningV2": _S3_VERSIONING,
+    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": _S3_ENCRYPTION,
+    "aws:s3/bucketServerSideEncryptionConfigurationV2:BucketServerSideEncryptionConfigurationV2": (
+        _S3_ENCRYPTION
+    ),
+    "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": _S3_LIFECYCLE,
+    "aws:s3/bucketLifecycleConfigurationV2:BucketLifecycleConfigurationV2": _S3_LIFECYCLE,
+    "aws:s3/bucketPolicy:BucketPolicy": _s3_setting("s3:PutBucketPolicy", "s3:DeleteBucketPolicy"),
+    # --- registry and image
+    "aws:ecr/repository:Repository": (
+        read("ecr:DescribeRepositories", "ecr:ListTagsForResource", on=[ECR_REPO]),
+        write(
+            "ecr:CreateRepository",
+            "ecr:DeleteRepository",
+            "ecr:PutImageTagMutability",
+            "ecr:PutImageScanningConfiguration",
+            "ecr:TagResource",
+            "ecr:UntagResource",
+            "ecr:BatchDeleteImage",  # force_delete empties it first
+            on=[ECR_REPO],
+        ),
+    ),
+    "aws:ecr/lifecyclePolicy:LifecyclePolicy": (
+        read("ecr:GetLifecyclePolicy", on=[ECR_REPO]),
+        write("ecr:PutLifecyclePolicy", "ecr:DeleteLifecyclePolicy", on=[ECR_REPO]),
+    ),
+    # pulumi-docker's Image (today) and, issue 13, pulumi-docker-build's: a docker push to the repository.
+    "docker:index/image:Image": ECR_IMAGE,
+    "docker-build:index:Image": ECR_IMAGE,
+    # --- logs, alarms, dashboards, notifications (issue 15)
+    "aws:cloudwatch/logGroup:LogGroup": (
+        read("logs:DescribeLogGroups", "logs:ListTagsForResource"),
+        write(
+            "logs:CreateLogGroup",
+            "logs:DeleteLogGroup",
+            "logs:PutRetentionPolicy",
+            "logs:DeleteRetentionPolicy",
+            "logs:TagResource",
+            "logs:UntagResource",
+            on=[LOG_GROUP, LOG_GROUP_STREAMS],
+        ),
+    ),
+    "aws:cloudwatch/metricAlarm:MetricAlarm": (
+        read("cloudwatch:DescribeAlarms", "cloudwatch:ListTagsForResource", on=[ALARM]),
+        write("cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms", "cloudwatch:TagResource", on=[ALARM]),
+        # The single server's alarm has EC2 recover it; CloudWatch checks the caller may do that.
+        read("ec2:DescribeInstanceStatus"),
+        # The first EC2-action alarm in an account makes CloudWatch's service-linked role.
+        write(
+            "iam:CreateServiceLinkedRole",
+            on=[f"{ARN}:iam::{{account}}:role/aws-service-role/*"],
+            when={"StringEquals": {"iam:AWSServiceName": ["events.amazonaws.com"]}},
+        ),
+    ),
+    "aws:cloudwatch/dashboard:Dashboard": (
+        read("cloudwatch:GetDashboard", on=[DASHBOARD]),
+        write("cloudwatch:PutDashboard", "cloudwatch:DeleteDashboards", on=[DASHBOARD]),
+    ),
+    "aws:sns/topic:Topic": (
+        read("sns:GetTopicAttributes", "sns:ListTagsForResource", on=[TOPIC]),
+        write(
+            "sns:CreateTopic",
+            "sns:DeleteTopic",
+            "sns:SetTopicAttributes",
+            "sns:TagResource",
+            "sns:UntagResource",
+            on=[TOPIC],
+        ),
+    ),
+    "aws:sns/topicSubscription:TopicSubscription": (
+        read("sns:GetSubscriptionAttributes", "sns:ListSubscriptionsByTopic", on=[TOPIC]),
+        write("sns:Subscribe", on=[TOPIC]),
+        Grant(("sns:GetSubscriptionAttributes",), condition=THIS_REGION),
+        write("sns:Unsubscribe", "sns:SetSubscriptionAttributes", when=THIS_REGION),
+    ),
+    # A key the program may make for the topic: created tagged, then changed only while tagged.
+    "aws:kms/key:Key": (
+        read(
+            "kms:DescribeKey",
+            "kms:GetKeyPolicy",
+            "kms:GetKeyRotationStatus",
+            "kms:ListResourceTags",
+            on=[KMS_KEYS],
+        ),
+        write("kms:CreateKey", when=CREATED_TAGGED),
+        write(
+            "kms:PutKeyPolicy",
+            "kms:EnableKeyRotation",
+            "kms:ScheduleKeyDeletion",
+            "kms:TagResource",
+            "kms:UntagResource",
+            on=[KMS_KEYS],
+            when=TAGGED,
+        ),
+    ),
+    "aws:kms/alias:Alias": (
+        read("kms:ListAliases"),
+        write(
+            "kms:CreateAlias",
+            "kms:UpdateAlias",
+            "kms:DeleteAlias",
+            on=[f"{ARN}:kms:{{region}}:{{account}}:alias/{{prefix}}-*"],
+        ),
+        # An alias names a key: the call is checked against both, and the key must be the stack's.
+        write("kms:CreateAlias", "kms:UpdateAlias", "kms:DeleteAlias", on=[KMS_KEYS], when=TAGGED),
+    ),
+    # --- the server's identity
+    "aws:iam/role:Role": (
+        read(
+            "iam:GetRole",
+            "iam:ListRolePolicies",
+            "iam:ListAttachedRolePolicies",
+            "iam:ListInstanceProfilesForRole",
+            on=[ROLE],
+        ),
+        write(
+            "iam:CreateRole",
+            "iam:DeleteRole",
+            "iam:UpdateRole",
+            "iam:UpdateAssumeRolePolicy",
+            "iam:TagRole",
+            "iam:UntagRole",
+            on=[ROLE],
+        ),
+    ),
+    "aws:iam/rolePolicy:RolePolicy": (
+        read("iam:GetRolePolicy", on=[ROLE]),
+        write("iam:PutRolePolicy", "iam:DeleteRolePolicy", on=[ROLE]),
+    ),
+    # Only the one AWS-managed policy the server uses may be attached (no admin-like policy, ever).
+    "aws:iam/rolePolicyAttachment:RolePolicyAttachment": (
+        read("iam:ListAttachedRolePolicies", on=[ROLE]),
+        write(
+            "iam:AttachRolePolicy",
+            "iam:DetachRolePolicy",
+            on=[ROLE],
+            when={"ArnEquals": {"iam:PolicyARN": ["arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"]}},
+        ),
+    ),
+    "aws:iam/instanceProfile:InstanceProfile": (
+        read("iam:GetInstanceProfile", on=[INSTANCE_PROFILE]),
+        write(
+            "iam:CreateInstanceProfile",
+            "iam:DeleteInstanceProfile",
+            "iam:AddRoleToInstanceProfile",
+            "iam:RemoveRoleFromInstanceProfile",
+            "iam:TagInstanceProfile",
+            "iam:UntagInstanceProfile",
+            on=[INSTANCE_PROFILE],
+        ),
+    ),
+    # --- network (EC2 ARNs hold ids: tags scope every write)
+    "aws:ec2/vpc:Vpc": (
+        read("ec2:DescribeVpcAttribute", on=[VPCS]),
+        read(
+            "ec2:DescribeVpcs",
+            "ec2:DescribeNetworkAcls",
+            "ec2:DescribeSecurityGroups",
+        ),
+        ec2_create("ec2:CreateVpc"),
+        ec2_change("ec2:ModifyVpcAttribute", "ec2:DeleteVpc"),
+        *EC2_TAGS,
+    ),
+    "aws:ec2/internetGateway:InternetGateway": (
+        read("ec2:DescribeInternetGateways"),
+        ec2_create("ec2:CreateInternetGateway"),
+        ec2_change("ec2:AttachInternetGateway", "ec2:DetachInternetGateway", "ec2:DeleteInternetGateway"),
+    ),
+    "aws:ec2/routeTable:RouteTable": (
+        read("ec2:DescribeRouteTables"),
+        ec2_create("ec2:CreateRouteTable"),
+        ec2_change("ec2:CreateRoute", "ec2:ReplaceRoute", "ec2:DeleteRoute", "ec2:DeleteRouteTable"),
+    ),
+    "aws:ec2/subnet:Subnet": (
+        read("ec2:DescribeSubnets"),
+        ec2_create("ec2:CreateSubnet"),
+        ec2_change("ec2:ModifySubnetAttribute", "ec2:DeleteSubnet"),
+    ),
+    "aws:ec2/routeTableAssociation:RouteTableAssociation": (
+        read("ec2:DescribeRouteTables"),
+        ec2_change(
+            "ec2:AssociateRouteTable", "ec2:DisassociateRouteTable", "ec2:ReplaceRouteTableAssociation"
+        ),
+    ),
+    "aws:ec2/securityGroup:SecurityGroup": (
+        read("ec2:DescribeSecurityGroups", "ec2:DescribeSecurityGroupRules", "ec2:DescribeNetworkInterfaces"),
+        ec2_create("ec2:CreateSecurityGroup"),
+        ec2_change(
+            "ec2:AuthorizeSecurityGroupIngress",
+            "ec2:AuthorizeSecurityGroupEgress",
+            "ec2:RevokeSecurityGroupIngress",
+            "ec2:RevokeSecurityGroupEgress",
+            "ec2:DeleteSecurityGroup",
+        ),
+    ),
+    # Issue 14: the VPC's default group, adopted and emptied.
+    "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": (
+        read("ec2:DescribeSecurityGroups", "ec2:DescribeSecurityGroupRules"),
+        # AWS makes that group untagged, and a tag-on-request grant would let the role adopt any
+        # group in the account, so the role only changes it once tagged: the first `up` after the
+        # group joins the program is run by an administrator (docs/ci-cd.md).
+        ec2_change("ec2:RevokeSecurityGroupIngress", "ec2:RevokeSecurityGroupEgress"),
+    ),
+    "aws:ec2/vpcEndpoint:VpcEndpoint": (
+        read("ec2:DescribeVpcEndpoints", "ec2:DescribePrefixLists", "ec2:DescribeVpcEndpointServices"),
+        ec2_create("ec2:CreateVpcEndpoint"),
+        ec2_change("ec2:ModifyVpcEndpoint", "ec2:DeleteVpcEndpoints"),
+        # The interface endpoints' private DNS names live in an AWS-managed private zone.
+        write("route53:AssociateVPCWithHostedZone", on=[HOSTED_ZONES]),
+    ),
+    # Issue 14: flow logs into a log group, written by their own role.
+    "aws:ec2/flowLog:FlowLog": (
+        read("ec2:DescribeFlowLogs"),
+        ec2_create("ec2:CreateFlowLogs"),
+        ec2_change("ec2:DeleteFlowLogs"),
+        write("iam:PassRole", on=[ROLE], when=passed_to("vpc-flow-logs.amazonaws.com")),
+    ),
+    # --- the single server
+    "aws:ec2/instance:Instance": (
+        read("ec2:DescribeInstanceAttribute", on=[EC2_INSTANCES]),
+        read(
+            "ec2:DescribeInstances",
+            "ec2:DescribeInstanceTypes",
+            "ec2:DescribeInstanceCreditSpecifications",
+            "ec2:DescribeVolumes",
+            "ec2:DescribeImages",
+            "ec2:DescribeTags",
+        ),
+        write("ec2:RunInstances", on=[EC2_HERE, AMIS], when=CREATED_TAGGED),
+        ec2_change(
+            "ec2:TerminateInstances",
+            "ec2:StopInstances",
+            "ec2:StartInstances",
+            "ec2:ModifyInstanceAttribute",
+            "ec2:ModifyInstanceMetadataOptions",
+            "ec2:ModifyVolume",
+            "ec2:AssociateIamInstanceProfile",
+            "ec2:ReplaceIamInstanceProfileAssociation",
+        ),
+        write("iam:PassRole", on=[SERVER_ROLE], when=passed_to("ec2.amazonaws.com")),
+    ),
+    "aws:ec2/eip:Eip": (
+        read("ec2:DescribeAddresses", "ec2:DescribeAddressesAttribute"),
+        ec2_create("ec2:AllocateAddress"),
+        ec2_change("ec2:ReleaseAddress"),
+    ),
+    "aws:ec2/eipAssociation:EipAssociation": (
+        read("ec2:DescribeAddresses"),
+        ec2_change("ec2:AssociateAddress", "ec2:DisassociateAddress"),
+    ),
+    # --- the fleet
+    "aws:ec2/launchTemplate:LaunchTemplate": (
+        read("ec2:DescribeLaunchTemplates", "ec2:DescribeLaunchTemplateVersions"),
+        ec2_create("ec2:CreateLaunchTemplate"),
+        ec2_change(
+            "ec2:CreateLaunchTemplateVersion",
+            "ec2:ModifyLaunchTemplate",
+            "ec2:DeleteLaunchTemplate",
+            "ec2:DeleteLaunchTemplateVersions",
+        ),
+        write("iam:PassRole", on=[SERVER_ROLE], when=passed_to("ec2.amazonaws.com")),
+    ),
+    "aws:autoscaling/group:Group": (
+        read(
+            "autoscaling:DescribeAutoScalingGroups",
+            "autoscaling:DescribeInstanceRefreshes",
+            "autoscaling:DescribeScalingActivities",
+            "autoscaling:DescribeLoadBalancerTargetGroups",
+            "autoscaling:DescribeTrafficSources",
+        ),
+        write(
+            "autoscaling:CreateAutoScalingGroup",
+            "autoscaling:UpdateAutoScalingGroup",
+            "autoscaling:DeleteAutoScalingGroup",
+            "autoscaling:StartInstanceRefresh",
+            "autoscaling:CancelInstanceRefresh",
+            "autoscaling:RollbackInstanceRefresh",
+            "autoscaling:AttachLoadBalancerTargetGroups",
+            "autoscaling:DetachLoadBalancerTargetGroups",
+            "autoscaling:SetInstanceProtection",
+            "autoscaling:CreateOrUpdateTags",
+            "autoscaling:DeleteTags",
+            on=[ASG],
+        ),
+        # The group launches from the template as the caller: RunInstances with the server role.
+        write("ec2:RunInstances", on=[EC2_HERE, AMIS], when=CREATED_TAGGED),
+        write("iam:PassRole", on=[SERVER_ROLE], when=passed_to("ec2.amazonaws.com")),
+        # The first group (and load balancer) in an account makes AWS's service-linked role.
+        write(
+            "iam:CreateServiceLinkedRole",
+            on=[f"{ARN}:iam::{{account}}:role/aws-service-role/*"],
+            when={
+                "StringEquals": {
+                    "iam:AWSServiceName": ["autoscaling.amazonaws.com", "elasticloadbalancing.amazonaws.com"]
+                }
+            },
+        ),
+    ),
+    "aws:autoscaling/policy:Policy": (
+        read("autoscaling:DescribePolicies"),
+        write("autoscaling:PutScalingPolicy", "autoscaling:DeletePolicy", on=[ASG]),
+    ),
+    "aws:lb/loadBalancer:LoadBalancer": (
+        read(
+            "elasticloadbalancing:DescribeLoadBalancers",
+            "elasticloadbalancing:DescribeLoadBalancerAttributes",
+            "elasticloadbalancing:DescribeTags",
+        ),
+        write(
+            "elasticloadbalancing:CreateLoadBalancer",
+            "elasticloadbalancing:DeleteLoadBalancer",
+            "elasticloadbalancing:ModifyLoadBalancerAttributes",
+            "elasticloadbalancing:SetSecurityGroups",
+            "elasticloadbalancing:SetSubnets",
+            "elasticloadbalancing:AddTags",
+            "elasticloadbalancing:RemoveTags",
+            on=ELB,
+        ),
+    ),
+    "aws:lb/targetGroup:TargetGroup": (
+        read(
+            "elasticloadbalancing:DescribeTargetGroups",
+            "elasticloadbalancing:DescribeTargetGroupAttributes",
+            "elasticloadbalancing:DescribeTargetHealth",
+        ),
+        write(
+            "elasticloadbalancing:CreateTargetGroup",
+            "elasticloadbalancing:DeleteTargetGroup",
+            "elasticloadbalancing:ModifyTargetGroup",
+            "elasticloadbalancing:ModifyTargetGroupAttributes",
+            "elasticloadbalancing:AddTags",
+            "elasticloadbalancing:RemoveTags",
+            on=ELB,
+        ),
+    ),
+    "aws:lb/listener:Listener": (
+        read(
+            "elasticloadbalancing:DescribeListeners",
+            "elasticloadbalancing:DescribeListenerAttributes",
+            "elasticloadbalancing:DescribeRules",
+        ),
+        write(
+            "elasticloadbalancing:CreateListener",
+            "elasticloadbalancing:DeleteListener",
+            "elasticloadbalancing:ModifyListener",
+            "elasticloadbalancing:AddTags",
+            "elasticloadbalancing:RemoveTags",
+            on=ELB,
+        ),
+    ),
+    # --- HTTPS (fleet with a domain)
+    "aws:acm/certificate:Certificate": (
+        read("acm:DescribeCertificate", "acm:ListTagsForCertificate", on=[CERTIFICATES]),
+        write("acm:RequestCertificate", when=CREATED_TAGGED),
+        write(
+            "acm:DeleteCertificate",
+            "acm:AddTagsToCertificate",
+            "acm:RemoveTagsFromCertificate",
+            on=[CERTIFICATES],
+            when=TAGGED,
+        ),
+    ),
+    "aws:acm/certificateValidation:CertificateValidation": (
+        read("acm:DescribeCertificate", on=[CERTIFICATES]),
+    ),
+    "aws:route53/record:Record": (
+        read(
+            "route53:GetHostedZone",
+            "route53:ListResourceRecordSets",
+            "route53:GetChange",
+            on=[HOSTED_ZONES, f"{ARN}:route53:::change/*"],
+        ),
+        write("route53:ChangeResourceRecordSets", on=[HOSTED_ZONES]),
+    ),
+    # --- dynamic resources: the boto3 calls their providers make, with the role's credentials.
+    # Issue 13: the fleet's wait for its instance refresh. Issue 14: the readiness gate (a command
+    # on the server by Session Manager). Every `pulumi.dynamic.Resource` subclass registers this
+    # token unless it passes `module=` and `name=` (pulumi/dynamic/dynamic.py, __init_subclass__),
+    # which gives it `pulumi-python:dynamic/<module>:<name>` and so an entry of its own here.
+    "pulumi-python:dynamic:Resource": (
+        read(
+            "autoscaling:DescribeInstanceRefreshes",
+            "autoscaling:DescribeAutoScalingGroups",
+            "ec2:DescribeInstances",
+            "ssm:GetCommandInvocation",
+            "ssm:ListCommandInvocations",
+        ),
+        write("ssm:SendCommand", on=[RUN_SHELL_DOCUMENT]),
+        write("ssm:SendCommand", on=[EC2_INSTANCES], when=TAGGED),
+    ),
+}
+
+# Data sources the program calls (aws.*.get_*): they run in preview as in up.
+INVOKES: dict[str, tuple[Grant, ...]] = {
+    "aws:ssm/getParameter:getParameter": (read("ssm:GetParameter", on=[AL2023_PARAMETERS]),),
+    "aws:ecr/getAuthorizationToken:getAuthorizationToken": (read("ecr:GetAuthorizationToken"),),
+    "aws:ecr/getImage:getImage": (read("ecr:DescribeImages", on=[ECR_REPO]),),
+    "aws:route53/getZone:getZone": (
+        read(
+            "route53:ListHostedZones",
+            "route53:ListHostedZonesByName",
+        ),
+        read("route53:GetHostedZone", "route53:ListTagsForResource", on=[HOSTED_ZONES]),
+    ),
+    "aws:index/getAvailabilityZones:getAvailabilityZones": (read("ec2:DescribeAvailabilityZones"),),
+    "aws:index/getCallerIdentity:getCallerIdentity": (),  # sts:GetCallerIdentity needs no permission
+    "aws:index/getRegion:getRegion": (),  # answered by the provider from its configuration
+}
+
+
+def state_grants() -> tuple[Grant, ...]:
+    """The stack's state: objects under .pulumi/ in the state bucket, and its secrets key."""
+    objects = f"{ARN}:s3:::{{bucket}}/{STATE_PREFIX}*"
+    return (
+        read("s3:ListBucket", "s3:GetBucketVersioning", on=[f"{ARN}:s3:::{{bucket}}"]),
+        read("s3:GetObject", on=[objects]),
+        read("kms:Decrypt", "kms:DescribeKey", on=["{key_arn}"]),
+        write("s3:PutObject", "s3:DeleteObject", on=[objects]),
+    )
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What the templates are filled with for one account."""
+
+    account: str
+    region: str
+    bucket: str
+    key_arn: str
+    prefix: str = NAME_PREFIX
+
+    def fill(self, template: str) -> str:
+        """One ARN template with this account's values."""
+        # Plain replacement, not str.format: conditions are filled as JSON text, braces and all.
+        values = {"account": self.account, "region": self.region, "bucket": self.bucket}
+        values |= {"key_arn": self.key_arn, "prefix": self.prefix}
+        for name, value in values.items():
+            template = template.replace("{" + name + "}", value)
+        return template
+
+
+def _grants(types: Iterable[str] | None) -> list[Grant]:
+    chosen = RESOURCE_TYPES if types is None else {t: RESOURCE_TYPES[t] for t in types}
+    grants = [g for entry in chosen.values() for g in entry]
+    grants += [g for entry in INVOKES.values() for g in entry]
+    return grants + list(state_grants())
+
+
+def _document(grants: Iterable[Grant], scope: Scope) -> dict[str, Any]:
+    # One statement per distinct (resources, condition): the actions of every grant sharing them.
+    merged: dict[str, tuple[list[str], dict[str, Any], set[str]]] = {}
+    for grant in grants:
+        resources = sorted({scope.fill(r) for r in grant.resources})
+        condition = json.loads(scope.fill(json.dumps(grant.condition, sort_keys=True)))
+        key = json.dumps([resources, condition], sort_keys=True)
+        merged.setdefault(key, (resources, condition, set()))[2].update(grant.actions)
+    statements = []
+    for key in sorted(merged):
+        resources, condition, actions = merged[key]
+        # No Sid: optional, and every character counts against the role's 10,240 (IAM quotas).
+        statement: dict[str, Any] = {
+            "Effect": "Allow",
+            "Action": sorted(actions),
+            "Resource": resources,
+        }
+        if condition:
+            statement["Condition"] = condition
+        statements.append(statement)
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def read_policy(scope: Scope, types: Iterable[str] | None = None) -> dict[str, Any]:
+    """Both roles' reads: describe/list/get of what the stack holds, its state objects, decrypt.
+
+    It is all the preview role has. A DIY backend's preview takes no lock (pulumi/pulumi#8642, merged
+    December 2021, "Allow preview on locked stack": the filestate backend no longer locks for a
+    preview), so it needs no s3:PutObject, not even for lock files. Kept as a managed policy
+    (IAM's limit: 6,144 characters) so the deploy role's inline one holds only writes.
+
+    Args:
+        scope: The account, region, state bucket and key the ARNs name.
+        types: Only these resource types (default: every type in the table).
+
+    Returns:
+        The policy document.
+    """
+    return _document([g for g in _grants(types) if not g.write], scope)
+
+
+def deploy_policy(scope: Scope, types: Iterable[str] | None = None) -> dict[str, Any]:
+    """The deploy role's own policy: the writes `pulumi up` and destroy of either mode call.
+
+    With `read_policy` beside it, that is everything the deploy needs. A role's inline policies may
+    hold 10,240 characters in all (IAM quotas).
+
+    Args:
+        scope: As for read_policy.
+        types: As for read_policy.
+
+    Returns:
+        The policy document.
+    """
+    document = _document([g for g in _grants(types) if g.write], scope)
+    # The program protects the state bucket and never deletes it; nor may CI, by any route, or
+    # erase a stack's history (earlier state versions are what a bad `up` is recovered from).
+    document["Statement"].append(
+        {
+            "Effect": "Deny",
+            "Action": ["s3:DeleteBucket", "s3:DeleteBucketPolicy", "s3:DeleteObjectVersion"],
+            "Resource": [f"{ARN}:s3:::{scope.bucket}", f"{ARN}:s3:::{scope.bucket}/*"],
+        }
+    )
+    return document
+
+
+def trust_policy(account: str, github_repo: str, subject: str) -> dict[str, Any]:
+    """Who may assume a role: GitHub's OIDC tokens for one repository and one `sub`, audience pinned.
+
+    Args:
+        account: The AWS account id.
+        github_repo: OWNER/REPO.
+        subject: What follows `repo:OWNER/REPO:` in the token's `sub` claim.
+
+    Returns:
+        The trust (assume-role) policy document.
+    """
+    host = GITHUB_OIDC_HOST
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Federated": f"{ARN}:iam::{account}:oidc-provider/{host}"},
+                "Action": "sts:AssumeRoleWithWebIdentity",
+                "Condition": {
+                    "StringEquals": {
+                        f"{host}:aud": OIDC_AUDIENCE,
+                        f"{host}:sub": f"repo:{github_repo}:{subject}",
+                    }
+                },
+            }
+        ],
+    }
