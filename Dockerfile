@@ -87,7 +87,7 @@ CMD ["gunicorn", "--no-control-socket", "-c", "python:service.gunicorn_conf", "s
 # the label cannot lie. The image's tag is its content hash (infra/release.py), never the revision.
 ARG GIT_REVISION=unknown
 ARG MODEL_VERSION=""
-RUN python -c 'import json, os, sys; want = os.environ.get("MODEL_VERSION"); got = json.load(open("/opt/model/metadata.json"))["model_version"]; sys.exit(want and want != got and f"MODEL_VERSION={want} but the trained model is {got}")'
+RUN python -c 'import json, os, sys; want = os.environ.get("MODEL_VERSION"); got = json.load(open("/opt/model/metadata.json"))["model_version"]; sys.exit(f"MODEL_VERSION={want} but the trained model is {got}" if want and want != got else None)'
 ENV GIT_REVISION=${GIT_REVISION}
 LABEL org.opencontainers.image.title="cali-housing" \
       org.opencontainers.image.description="California Housing price model served over HTTP" \
