@@ -6,7 +6,8 @@
 #   runtime  the base image + the deps venv + service/ and model/ + the artifact, as a non-root user
 #
 # Build args: PYTHON_IMAGE (base), MAX_TEST_RMSE (override the quality gate's bound),
-# GIT_REVISION (recorded as a label). No `# syntax=` line: the engine's built-in frontend is used.
+# GIT_REVISION and MODEL_VERSION (the build's identity: labels, and /ready's `revision`).
+# No `# syntax=` line: the engine's built-in frontend is used.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -80,7 +81,15 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
 # --no-control-socket: gunicorn's runtime-management socket would go under $HOME, which this user
 # does not have; nothing in a container drives it (docker restarts, the orchestrator scales).
 CMD ["gunicorn", "--no-control-socket", "-c", "python:service.gunicorn_conf", "service:create_app()"]
+# The build's identity, last so a new revision rebuilds no layer above. GIT_REVISION is the commit
+# (served by /ready as `revision`); MODEL_VERSION, when the caller knows it (CI trains the same
+# inputs first, and training is deterministic), is checked against the artifact just trained, so
+# the label cannot lie. The image's tag is its content hash (infra/release.py), never the revision.
 ARG GIT_REVISION=unknown
+ARG MODEL_VERSION=""
+RUN python -c 'import json, os, sys; want = os.environ.get("MODEL_VERSION"); got = json.load(open("/opt/model/metadata.json"))["model_version"]; sys.exit(f"MODEL_VERSION={want} but the trained model is {got}" if want and want != got else None)'
+ENV GIT_REVISION=${GIT_REVISION}
 LABEL org.opencontainers.image.title="cali-housing" \
       org.opencontainers.image.description="California Housing price model served over HTTP" \
-      org.opencontainers.image.revision="${GIT_REVISION}"
+      org.opencontainers.image.revision="${GIT_REVISION}" \
+      org.opencontainers.image.version="${MODEL_VERSION}"

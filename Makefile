@@ -34,7 +34,7 @@ $(TRAIN_STAMP): requirements/runtime.txt requirements/train.txt constraints.txt
 	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -r requirements/train.txt
 	touch $@
 
-$(DEV_STAMP): $(TRAIN_STAMP) requirements/dev.txt
+$(DEV_STAMP): $(TRAIN_STAMP) requirements/dev.txt requirements.txt
 	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -r requirements/dev.txt
 	touch $@
 

@@ -16,7 +16,8 @@ from infra.image import AppImage, AppImageArgs
 from infra.logs import AppLogs, AppLogsArgs
 from infra.monitoring import Monitoring, MonitoringArgs
 from infra.network import Network, NetworkArgs
-from infra.registry import Registry, RegistryArgs
+from infra.registry import Registry, RegistryArgs, find_image
+from infra.release import cache_repository_name, repository_name
 from infra.server import amazon_linux_ami
 from infra.state_bucket import StateBucket, StateBucketArgs
 from infra.user_data import render_user_data
@@ -25,12 +26,34 @@ from model.schema import example_record
 settings = config.load(Path(__file__).resolve().parent)  # fails on a bad value before any resource exists
 tags = settings.tags
 
-state = StateBucket("cali-state", StateBucketArgs(settings.state_bucket, settings.state_noncurrent_days))
-registry = Registry("cali", RegistryArgs(keep_images=settings.keep_images, tags=tags))
+# Only prod manages the state bucket; another stack (staging) keeps its state there without owning it.
+state_bucket_name: pulumi.Input[str] = settings.state_bucket
+if settings.owns_state_bucket:
+    state = StateBucket("cali-state", StateBucketArgs(settings.state_bucket, settings.state_noncurrent_days))
+    state_bucket_name = state.bucket_name
+repo_name = repository_name(settings.stack)
+registry = Registry(
+    "cali",
+    RegistryArgs(
+        name=repo_name,
+        cache_name=cache_repository_name(settings.stack),
+        keep_images=settings.keep_images,
+        tags=tags,
+    ),
+)
+# Asked before anything is registered, since it decides whether a build is registered at all.
+existing_digest = (
+    None if settings.image_digest else find_image(repo_name, settings.image_tag, settings.region)
+)
 image = AppImage(
     "cali",
     AppImageArgs(
-        repository=registry.repository, tag=settings.image_tag, rollback_digest=settings.image_digest
+        repository=registry.repository,
+        cache_repository=registry.cache_repository,
+        tag=settings.image_tag,
+        revision=settings.revision,
+        existing_digest=existing_digest,
+        rollback_digest=settings.image_digest,
     ),
 )
 logs = AppLogs("cali", AppLogsArgs(retention_days=settings.log_retention_days, tags=tags))
@@ -60,7 +83,7 @@ service = compose(settings, foundation)
 for key, value in service.items():
     pulumi.export(key, value)
 pulumi.export("image", image.repo_digest)
-pulumi.export("state_bucket", state.bucket_name)
+pulumi.export("state_bucket", state_bucket_name)
 pulumi.export("log_group", logs.group_name)
 pulumi.export(
     "curl",

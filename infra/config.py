@@ -16,7 +16,8 @@ from typing import TypeVar
 
 import pulumi
 
-PROJECT = "cali-housing"
+from infra.release import PROJECT, content_tag
+
 T = TypeVar("T", int, str)
 
 # CloudWatch Logs accepts only these retention periods (PutRetentionPolicy).
@@ -37,6 +38,9 @@ _DNS_NAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,63}$")
 
 MODES = ("single", "fleet")
+# The one stack that adopts and manages the state bucket; every other stack (staging) only uses it,
+# so destroying staging can never touch the bucket that holds prod's state.
+STATE_OWNER_STACK = "prod"
 SCALING_METRICS = ("cpu", "requests")
 
 
@@ -87,6 +91,7 @@ class StackSettings:
     log_retention_days: int
     keep_images: int
     image_tag: str
+    revision: str
     image_digest: str
     ami: str
     root_volume_gb: int
@@ -99,6 +104,11 @@ class StackSettings:
     def zone_count(self) -> int:
         """Subnets (one per availability zone): one for the single server, `fleetZones` for a fleet."""
         return self.fleet.zones if self.mode == "fleet" else 1
+
+    @property
+    def owns_state_bucket(self) -> bool:
+        """True for the one stack (prod) that manages the state bucket."""
+        return self.stack == STATE_OWNER_STACK
 
     @property
     def tags(self) -> dict[str, str]:
@@ -192,36 +202,29 @@ def check_domain(domain: str, zone: str) -> tuple[str, str]:
     return domain, zone
 
 
-def git_image_tag(repo: Path) -> str:
-    """The immutable tag for an image built from this checkout: the commit, marked when dirty.
+def git_revision(repo: Path) -> str:
+    """The commit of this checkout (with -dirty when it has uncommitted changes), or "unknown" outside git.
 
-    Raises:
-        ConfigError: Not a git checkout, so imageTag must be set explicitly.
+    Recorded in an image the program builds (label and `/ready`); never part of the image's tag, so
+    a new commit with the same content deploys the image that exists (infra/release.py).
     """
     try:
         sha = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"],
-            cwd=repo,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True, timeout=10
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True, check=True, timeout=10
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        raise ConfigError(
-            "imageTag", "", "set it (e.g. to the git sha) when not deploying from a git checkout"
-        ) from None
-    # ECR tags are immutable: a second push of a changed dirty tree under the same tag fails loudly,
-    # which is the point - commit before deploying.
+        return "unknown"
     return f"{sha}-dirty" if dirty else sha
 
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _BUCKET_ALLOWED = "an S3 bucket name (3-63 of a-z 0-9 . -); `python -m infra.bootstrap` prints yours"
-_IMAGE_TAG_ALLOWED = "a Docker tag: letters, digits, _ . -, at most 128"
+_IMAGE_TAG_ALLOWED = (
+    "empty (the content tag, infra/release.py) or a Docker tag: letters, digits, _ . -, at most 128"
+)
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _DIGEST_ALLOWED = "empty (build this checkout) or sha256:<64 hex> of an image in the stack's ECR repository"
 _AMI_ALLOWED = "empty (latest Amazon Linux 2023) or an AMI id like ami-0abc12345def67890"
@@ -231,7 +234,8 @@ def load(repo: Path) -> StackSettings:
     """Read and validate the stack's configuration.
 
     Args:
-        repo: The repository root (for the git sha when imageTag is empty).
+        repo: The repository root (the build context hashed into the content tag when imageTag is
+            empty, and the checkout whose commit a build records).
 
     Returns:
         The validated settings.
@@ -272,7 +276,8 @@ def _load(repo: Path) -> StackSettings:
         keep_images=check_range("keepImages", cfg.require_int("keepImages"), 1, 1000),
         image_tag=check_pattern("imageTag", image_tag, _IMAGE_TAG, _IMAGE_TAG_ALLOWED)
         if image_tag
-        else git_image_tag(repo),
+        else content_tag(repo),
+        revision=git_revision(repo),
         image_digest=check_pattern("imageDigest", digest, _DIGEST, _DIGEST_ALLOWED) if digest else "",
         ami=check_pattern("ami", ami, _AMI, _AMI_ALLOWED) if ami else "",
         root_volume_gb=check_range("rootVolumeGb", cfg.require_int("rootVolumeGb"), 8, 1024),

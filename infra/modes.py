@@ -20,6 +20,7 @@ from infra.load_balancer import HttpsArgs, LoadBalancer, LoadBalancerArgs
 from infra.logs import AccessLogBucket, AccessLogBucketArgs
 from infra.monitoring import Monitoring
 from infra.network import AppFirewall, AppFirewallArgs, FleetFirewall, FleetFirewallArgs, Network
+from infra.rollout import RolloutWait, RolloutWaitArgs
 from infra.server import Server, ServerArgs
 
 
@@ -146,6 +147,19 @@ def fleet(settings: StackSettings, base: Foundation) -> dict[str, pulumi.Output[
         ),
     )
     base.monitoring.watch_targets(balancer.balancer.arn_suffix, balancer.target_group.arn_suffix)
+    # `up` returns when the instance refresh has succeeded, not when it starts (infra/rollout.py),
+    # so the smoke test that follows talks to the new instances only.
+    RolloutWait(
+        "cali-rollout",
+        RolloutWaitArgs(
+            group_name=group.group_name,
+            template_version=group.launch_template.latest_version.apply(str),
+            region=settings.region,
+        ),
+        # a child of the fleet, as every resource belongs to a component; after the group's update,
+        # which is what starts the refresh
+        opts=pulumi.ResourceOptions(parent=group, depends_on=[group.group]),
+    )
     return {
         "url": balancer.url,
         "autoscaling_group": group.group_name,

@@ -5,7 +5,10 @@
 1. A plain registry on 127.0.0.1:5000 stands in for ECR: one already answering is used as it is;
    else `../shared/ci/docker-engine registry` starts one (the CI machine's way); else a
    `registry:2` container is started (a laptop or a GitHub runner, which can pull it).
-2. The image is built from the repository's Dockerfile, pushed there, and its digest resolved.
+2. "Deploy" by content tag, as the Pulumi program does: the tag (infra.release.content_tag, the
+   program's own function) is looked up in the registry; when it is there, nothing is built or
+   pushed; else the tested image (`--image`, or CALI_TEST_IMAGE when CALI_TEST_IMAGE_BUILT=1, as
+   in the pipeline's image job) or a fresh build is pushed under it. Its digest is resolved.
 3. The real `infra/user_data.sh` is rendered by the real `infra.user_data.render_user_data` for that
    registry and digest: no ECR login (this registry needs none) and the json-file log driver
    instead of awslogs; every other line is what an EC2 server runs at boot.
@@ -15,7 +18,10 @@
    gives that for free; a netns would share this machine's filesystem and only isolate the network,
    while the script's network work (pull, publish) happens in the engine either way. Through the
    socket the script's `docker info` succeeds, so, as on a host that has Docker, it skips installing.
-5. `python -m smoke` runs against the port the script published.
+5. `python -m smoke` runs against the port the script published, expecting the identity the
+   image's labels name (revision and, when labelled, model_version).
+   Then the deploy is repeated: the tag is found, the digest and the rendered boot script are
+   byte-identical, so nothing would be replaced; the run fails if anything differs.
 6. Everything it started is removed, also when a step fails or the run is interrupted: the app
    container, the host container, the image tag, the staged dataset, and a registry container it
    started. A registry started by docker-engine is left running: that tool owns it (with the engine)
@@ -28,6 +34,7 @@ Exit status: 0 when the smoke test passed, 1 when a step failed, 77 when no regi
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -35,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Sequence
@@ -43,6 +51,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the project's packages come first
 
+from infra.release import MODEL_VERSION_LABEL, REVISION_LABEL, content_tag  # noqa: E402
 from infra.user_data import render_user_data  # noqa: E402
 from testkit.ports import free_port  # noqa: E402
 
@@ -85,11 +94,13 @@ def registry_answers() -> bool:
 class Rehearsal:
     """One run; `cleanups` undo, newest first, whatever the steps so far started."""
 
-    def __init__(self, run_id: str, smoke_wait: float) -> None:
+    def __init__(self, run_id: str, smoke_wait: float, tested_image: str | None = None) -> None:
         self.run_id = run_id
         self.smoke_wait = smoke_wait
+        self.tested_image = tested_image
         self.repo = f"{REGISTRY}/cali-housing"
-        self.tag = f"{self.repo}:rehearsal-{run_id}"
+        self.content_tag = content_tag(ROOT)
+        self.tag = f"{self.repo}:{self.content_tag}"
         self.app_name = f"cali-rehearsal-app-{run_id}"
         self.host_name = f"cali-rehearsal-host-{run_id}"
         self.cleanups: list[tuple[str, Callable[[], None]]] = []
@@ -146,7 +157,45 @@ class Rehearsal:
                 key, _, value = pair.partition("=")
                 os.environ[key] = value.replace("$PATH", os.environ.get("PATH", ""))
 
-    def build_and_push(self) -> str:
+    def tag_in_registry(self) -> bool:
+        """Whether the registry already holds the content tag (HEAD on its manifest)."""
+        accept = ", ".join(
+            (
+                "application/vnd.oci.image.index.v1+json",
+                "application/vnd.oci.image.manifest.v1+json",
+                "application/vnd.docker.distribution.manifest.list.v2+json",
+                "application/vnd.docker.distribution.manifest.v2+json",
+            )
+        )
+        url = f"http://{REGISTRY}/v2/cali-housing/manifests/{self.content_tag}"
+        req = urllib.request.Request(url, method="HEAD", headers={"Accept": accept})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
+                return resp.status == 200
+        except urllib.error.HTTPError as err:
+            if err.code == 404:
+                return False
+            raise RehearsalError(f"registry answered {err.code} for {url}") from err
+        except OSError as err:
+            raise RehearsalError(f"registry unreachable at {url}: {err}") from err
+
+    def deploy(self) -> str:
+        """The content tag's image: found in the registry, or pushed once. Returns repo@digest."""
+        self.cleanups.append((f"image tag {self.tag}", lambda: self._docker("rmi", self.tag)))
+        if self.tag_in_registry():
+            log(f"{self.tag} is in the registry: deploying it, building and pushing nothing")
+            run(["docker", "pull", "--quiet", self.tag], timeout=600, capture_output=True)
+        elif self.tested_image:
+            log(f"{self.tag} is not in the registry: pushing the tested image {self.tested_image}")
+            run(["docker", "tag", self.tested_image, self.tag], timeout=60)
+            run(["docker", "push", self.tag], timeout=600, capture_output=True)
+        else:
+            log(f"{self.tag} is not in the registry: building it once")
+            self.build()
+            run(["docker", "push", self.tag], timeout=600, capture_output=True)
+        return self.resolve_digest()
+
+    def build(self) -> None:
         staged = ROOT / ".build-data"
         if not staged.exists():
             source = Path(
@@ -170,8 +219,8 @@ class Rehearsal:
             timeout=1800,
             cwd=ROOT,
         )
-        self.cleanups.append((f"image tag {self.tag}", lambda: self._docker("rmi", self.tag)))
-        run(["docker", "push", self.tag], timeout=600, capture_output=True)
+
+    def resolve_digest(self) -> str:
         digests = run(
             [
                 "docker",
@@ -186,21 +235,31 @@ class Rehearsal:
         ).stdout.split()
         image = next((d for d in digests if d.startswith(self.repo + "@sha256:")), None)
         if image is None:
-            raise RehearsalError(f"no digest in {self.repo} after the push: {digests}")
-        log(f"pushed {image}")
+            raise RehearsalError(f"no digest in {self.repo} for {self.tag}: {digests}")
+        log(f"deploying {image}")
         return image
 
-    def boot_fresh_host(self, image: str, port: int, workdir: Path) -> None:
-        script = workdir / "user-data.sh"
-        script.write_text(
-            render_user_data(
-                image,
-                host_port=port,
-                ecr_login=False,
-                log_driver="json-file",
-                container_name=self.app_name,
-            )
+    def identity(self) -> dict[str, str]:
+        """The labels the deployed image carries: what /ready must answer."""
+        labels = run(
+            ["docker", "image", "inspect", "--format", "{{json .Config.Labels}}", self.tag],
+            timeout=60,
+            capture_output=True,
+        ).stdout
+        found = json.loads(labels) or {}
+        return {
+            "revision": found.get(REVISION_LABEL, ""),
+            "model_version": found.get(MODEL_VERSION_LABEL, ""),
+        }
+
+    def user_data(self, image: str, port: int) -> str:
+        return render_user_data(
+            image, host_port=port, ecr_login=False, log_driver="json-file", container_name=self.app_name
         )
+
+    def boot_fresh_host(self, user_data: str, workdir: Path) -> None:
+        script = workdir / "user-data.sh"
+        script.write_text(user_data)
         script.chmod(0o755)
         # The app container outlives the host container (as it outlives cloud-init): remove it too.
         self.cleanups.append((f"app container {self.app_name}", lambda: self._rm(self.app_name)))
@@ -230,7 +289,8 @@ class Rehearsal:
             timeout=900,
         )
 
-    def smoke(self, port: int) -> None:
+    def smoke(self, port: int, identity: dict[str, str]) -> None:
+        expect = [f"--expect-{key.replace('_', '-')}={value}" for key, value in identity.items() if value]
         done = run(
             [
                 sys.executable,
@@ -239,6 +299,7 @@ class Rehearsal:
                 f"http://127.0.0.1:{port}",
                 "--wait",
                 str(self.smoke_wait),
+                *expect,
             ],
             timeout=self.smoke_wait + 120,
             check=False,
@@ -275,10 +336,18 @@ class Rehearsal:
     def __call__(self, workdir: Path) -> None:
         started = time.monotonic()
         self.ensure_registry()
-        image = self.build_and_push()
+        image = self.deploy()
         port = free_port()
-        self.boot_fresh_host(image, port, workdir)
-        self.smoke(port)
+        first = self.user_data(image, port)
+        self.boot_fresh_host(first, workdir)
+        self.smoke(port, self.identity())
+        # The same deploy again (a re-run, or a docs-only commit: the same content tag).
+        if not self.tag_in_registry():
+            raise RehearsalError(f"{self.tag} vanished from the registry after the first deploy")
+        again = self.user_data(self.resolve_digest(), port)
+        if again != first:
+            raise RehearsalError("the second deploy would change the server: its boot script differs")
+        log("second deploy changed nothing: the tag was found, the digest and the boot script are identical")
         log(f"PASSED in {time.monotonic() - started:.0f}s: {image} booted by infra/user_data.sh answered")
 
 
@@ -287,8 +356,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--smoke-wait", type=float, default=180, help="seconds the smoke test waits for /health"
     )
+    tested = os.environ.get("CALI_TEST_IMAGE") if os.environ.get("CALI_TEST_IMAGE_BUILT") == "1" else None
+    parser.add_argument(
+        "--image",
+        default=tested,
+        help="the tested local image to push when the registry lacks its content tag",
+    )
     args = parser.parse_args(argv)
-    rehearsal = Rehearsal(uuid.uuid4().hex[:10], args.smoke_wait)
+    rehearsal = Rehearsal(uuid.uuid4().hex[:10], args.smoke_wait, args.image)
 
     def interrupted(signum: int, _frame: object) -> None:
         raise RehearsalError(f"interrupted by signal {signum}")

@@ -54,6 +54,8 @@ class ServiceSettings:
             turns them off.
         keepalive: Seconds an idle keep-alive connection stays open; always longer than the load
             balancer's idle timeout (service/timeouts.py), so the balancer, not the app, closes it.
+        revision: GIT_REVISION, the commit the image was built from (the image sets it; for a
+            content-named image, the commit that first built that content: infra/release.py).
     """
 
     model_dir: Path = Path("artifacts")
@@ -71,12 +73,13 @@ class ServiceSettings:
     drift_window: int = 5_000
     telemetry_interval: int = 60
     keepalive: int = APP_KEEPALIVE_S
+    revision: str = "unknown"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServiceSettings:
         """Read MODEL_DIR, HOST, PORT, WORKERS, WORKER_CLASS, THREADS, WORKER_CONNECTIONS, MAX_BATCH,
-        MAX_BODY_BYTES, LOG_LEVEL, GRACEFUL_TIMEOUT, KEEPALIVE, PROMETHEUS_MULTIPROC_DIR, DRIFT_WINDOW
-        and TELEMETRY_INTERVAL.
+        MAX_BODY_BYTES, LOG_LEVEL, GRACEFUL_TIMEOUT, KEEPALIVE, PROMETHEUS_MULTIPROC_DIR, DRIFT_WINDOW,
+        TELEMETRY_INTERVAL and GIT_REVISION.
 
         Raises:
             ConfigError: A value is malformed or out of range; the message names the variable.
@@ -105,4 +108,5 @@ class ServiceSettings:
             telemetry_interval=_int(env, "TELEMETRY_INTERVAL", cls.telemetry_interval, 0, 3600),
             # Below the balancer's idle timeout would bring back its 502s: refused, not clamped.
             keepalive=_int(env, "KEEPALIVE", cls.keepalive, LOAD_BALANCER_IDLE_TIMEOUT_S + 1, 3600),
+            revision=env.get("GIT_REVISION", "").strip() or cls.revision,
         )

@@ -254,7 +254,12 @@ def build_openapi(max_batch: int) -> dict[str, Any]:
                 "Status": {"type": "object", "properties": {"status": {"type": "string"}}},
                 "Ready": {
                     "type": "object",
-                    "properties": {"status": {"type": "string"}, "model_version": {"type": "string"}},
+                    "properties": {
+                        "status": {"type": "string"},
+                        "model_version": {"type": "string"},
+                        # the commit the image was built from: with model_version, the build's identity
+                        "revision": {"type": "string"},
+                    },
                 },
                 "Error": {
                     "type": "object",

@@ -22,6 +22,10 @@ def _predictor() -> LoadedModel:
     return current_app.extensions["predictor"]
 
 
+def _revision() -> str:
+    return current_app.config["SETTINGS"].revision
+
+
 def _is_json(mimetype: str) -> bool:
     return mimetype in _JSON_TYPES or (mimetype.startswith("application/") and mimetype.endswith("+json"))
 
@@ -81,13 +85,14 @@ def ready() -> Response:
     predictor = _predictor()
     if not predictor.self_test():
         raise ModelUnavailable("self-test prediction failed")
-    return jsonify(status="ready", model_version=predictor.version)
+    # revision and model_version: the build's identity, which the smoke test and the rollout gate check
+    return jsonify(status="ready", model_version=predictor.version, revision=_revision())
 
 
 @bp.get("/metadata")
 def metadata() -> Response:
-    """The artifact's metadata.json as written at training time."""
-    return jsonify(_predictor().metadata)
+    """The artifact's metadata.json as written at training time, and the image's revision."""
+    return jsonify({**_predictor().metadata, "revision": _revision()})
 
 
 @bp.get("/metrics")

@@ -5,6 +5,10 @@ image and load the model), then checks what a client relies on: `/ready`, one pr
 known record (schema and a plausible price), a batch, and that a bad request gets a 4xx JSON error.
 Exit status 0 only when every check holds; otherwise one line per failed check on stderr.
 
+Identity: `--expect-model-version V [--expect-revision R]` fails, in one line, when `/ready` names
+another build; `--samples N` asks `/ready` N times (through a load balancer, enough to reach every
+instance) and every answer must come from the same, expected build.
+
 Standard library only (urllib), so it runs anywhere with plain Python: a CI runner, an operator's
 laptop, the deploy rehearsal. The one project import, `model.schema`, is standard library too.
 """
@@ -56,12 +60,18 @@ class SmokeOptions:
         wait: Seconds to wait, in all, for `/health` to answer 200.
         interval: Seconds between two `/health` attempts.
         timeout: Seconds one request may take once the server is up.
+        expect_model_version: The model_version every answer must name; None accepts any.
+        expect_revision: The revision `/ready` must name; None accepts any.
+        samples: How many `/ready` answers to check for identity (1: the readiness check alone).
     """
 
     url: str
     wait: float = 300.0
     interval: float = 2.0
     timeout: float = 10.0
+    expect_model_version: str | None = None
+    expect_revision: str | None = None
+    samples: int = 1
 
 
 def request(method: str, url: str, payload: Any = None, *, timeout: float) -> Response:
@@ -148,11 +158,20 @@ def _number(data: dict[str, Any], key: str, what: str) -> float:
     return float(value)
 
 
+def _text(data: dict[str, Any], key: str, what: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not value:
+        raise SmokeFailure(f"{what}: {key!r} should be a non-empty string, got {value!r}")
+    return value
+
+
 def _version(data: dict[str, Any], what: str) -> str:
-    version = data.get("model_version")
-    if not isinstance(version, str) or not version:
-        raise SmokeFailure(f"{what}: 'model_version' should be a non-empty string, got {version!r}")
-    return version
+    return _text(data, "model_version", what)
+
+
+def _identity(data: dict[str, Any], what: str) -> tuple[str, str]:
+    """(model_version, revision) from a `/ready` answer."""
+    return _version(data, what), _text(data, "revision", what)
 
 
 def _check_price(prediction: float, price_usd: float, what: str, bounds: tuple[float, float]) -> None:
@@ -171,6 +190,7 @@ class Smoke:
     def __init__(self, settings: SmokeOptions) -> None:
         self.settings = settings
         self.ready_version: str | None = None
+        self.ready_identity: tuple[str, str] | None = None
         self.single_prediction: float | None = None
 
     def call(self, method: str, path: str, payload: Any = None) -> Response:
@@ -183,7 +203,31 @@ class Smoke:
         data = _json_object(self.call("GET", "/ready"), "ready")
         if data.get("status") != "ready":
             raise SmokeFailure(f"ready: expected status 'ready', got {data.get('status')!r}")
-        self.ready_version = _version(data, "ready")
+        self.ready_identity = _identity(data, "ready")
+        self.ready_version = self.ready_identity[0]
+
+    def _check_identity(self, found: tuple[str, str], what: str) -> None:
+        expected = (self.settings.expect_model_version, self.settings.expect_revision)
+        if any(want is not None and want != got for want, got in zip(expected, found, strict=True)):
+            want_version, want_revision = expected
+            raise SmokeFailure(
+                f"{what}: serving model_version {found[0]!r} revision {found[1]!r}, expected "
+                f"model_version {want_version or 'any'!r} revision {want_revision or 'any'!r}: "
+                "another build answers"
+            )
+
+    def identity(self) -> None:
+        """Every sampled `/ready` answer names the expected build (and the same one)."""
+        if self.ready_identity is None:
+            raise SmokeFailure("identity: /ready gave no identity to check")
+        self._check_identity(self.ready_identity, "identity")
+        seen = {self.ready_identity}
+        for i in range(1, self.settings.samples):
+            found = _identity(_json_object(self.call("GET", "/ready"), f"identity[{i}]"), f"identity[{i}]")
+            self._check_identity(found, f"identity[{i}]")
+            seen.add(found)
+        if len(seen) > 1:
+            raise SmokeFailure(f"identity: {len(seen)} different builds answered: {sorted(seen)}")
 
     def predict_one(self) -> None:
         data = _json_object(self.call("POST", "/predict", example_record()), "predict")
@@ -232,6 +276,12 @@ class Smoke:
                 "bad request: expected a JSON body {'error': {code, message, details}}, "
                 f"got {resp.text[:160]!r}"
             )
+        code = error["code"]
+        # the contract (service/errors.py): code is the HTTP status as an integer, never a string
+        if isinstance(code, bool) or not isinstance(code, int) or code != resp.status:
+            raise SmokeFailure(
+                f"bad request: error.code should be the integer status {resp.status}, got {code!r}"
+            )
         details = error["details"]
         fields = (
             {d.get("field") for d in details if isinstance(d, dict)} if isinstance(details, list) else set()
@@ -244,6 +294,7 @@ class Smoke:
     def checks(self) -> list[tuple[str, Callable[[], None]]]:
         return [
             ("ready", self.ready),
+            ("identity", self.identity),
             ("predict", self.predict_one),
             ("batch", self.predict_batch),
             ("bad request", self.bad_request),
@@ -282,13 +333,30 @@ def parse_args(argv: Sequence[str] | None = None) -> SmokeOptions:
     parser.add_argument("--wait", type=float, default=SmokeOptions.wait, help="seconds to wait for /health")
     parser.add_argument("--interval", type=float, default=SmokeOptions.interval, help="seconds between tries")
     parser.add_argument("--timeout", type=float, default=SmokeOptions.timeout, help="seconds per request")
+    parser.add_argument(
+        "--expect-model-version", metavar="V", help="fail unless /ready names this model_version"
+    )
+    parser.add_argument("--expect-revision", metavar="R", help="fail unless /ready names this revision")
+    parser.add_argument(
+        "--samples", type=int, default=SmokeOptions.samples, help="/ready answers to check for identity"
+    )
     args = parser.parse_args(argv)
     parts = urllib.parse.urlsplit(args.url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         parser.error(f"URL must be http:// or https:// with a host, got {args.url!r}")
     if args.wait <= 0 or args.interval < 0 or args.timeout <= 0:
         parser.error("--wait and --timeout must be positive, --interval not negative")
-    return SmokeOptions(args.url.rstrip("/"), args.wait, args.interval, args.timeout)
+    if not 1 <= args.samples <= 10_000:
+        parser.error(f"--samples must be from 1 to 10000, got {args.samples}")
+    return SmokeOptions(
+        args.url.rstrip("/"),
+        args.wait,
+        args.interval,
+        args.timeout,
+        expect_model_version=args.expect_model_version or None,
+        expect_revision=args.expect_revision or None,
+        samples=args.samples,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

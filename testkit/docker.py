@@ -9,6 +9,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = os.environ.get("CALI_TEST_IMAGE", "cali-housing:test")  # another name keeps parallel checkouts apart
+# "1": IMAGE is already built (the pipeline's release image); test it rather than build one.
+PREBUILT = os.environ.get("CALI_TEST_IMAGE_BUILT") == "1"
+# "1": IMAGE is already built (the pipeline's release image); test it rather than build one.
+PREBUILT = os.environ.get("CALI_TEST_IMAGE_BUILT") == "1"
 BASE_IMAGE = "python:3.11-slim-bookworm"
 DATA = Path(os.environ.get("SCIKIT_LEARN_DATA", ROOT.parent / "shared" / "data" / "scikit_learn_data"))
 LABEL = "cali-housing-tests"  # every container the tests start carries it, for cleanup by hand if need be

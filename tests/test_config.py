@@ -43,3 +43,10 @@ def test_values_are_read_and_typed():
 def test_a_bad_value_names_its_variable(key, value):
     with pytest.raises(ConfigError, match=key):
         ServiceSettings.from_env({key: value})
+
+
+def test_the_revision_comes_from_git_revision_and_is_unknown_without_it():
+    # the image sets GIT_REVISION (Dockerfile); /ready reports it as the build's `revision`
+    assert ServiceSettings.from_env({"GIT_REVISION": " 0123abc "}).revision == "0123abc"
+    assert ServiceSettings.from_env({}).revision == "unknown"
+    assert ServiceSettings.from_env({"GIT_REVISION": ""}).revision == "unknown"

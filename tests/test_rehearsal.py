@@ -44,6 +44,8 @@ def test_the_image_booted_by_the_real_user_data_passes_the_smoke_test_and_leaves
     assert done.returncode == 0, output[-4000:]
     assert "user-data: docker is already running" in output, "the host had Docker, so no install ran"
     assert "smoke: all checks passed" in output
+    assert "ok   identity" in output, "the smoke test checked the build the labels name"
+    assert "second deploy changed nothing" in output
     (run_id,) = set(re.findall(r"cali-rehearsal-host-([0-9a-f]{10})", output))
     left = subprocess.run(
         ["docker", "ps", "--all", "--quiet", "--filter", f"name=cali-rehearsal-.*-{run_id}"],
@@ -54,13 +56,40 @@ def test_the_image_booted_by_the_real_user_data_passes_the_smoke_test_and_leaves
     )
     assert left.stdout.strip() == "", "the rehearsal's containers are gone"
     tags = subprocess.run(
-        ["docker", "images", "--quiet", f"127.0.0.1:5000/cali-housing:rehearsal-{run_id}"],
+        ["docker", "images", "--quiet", f"127.0.0.1:5000/cali-housing:{load_script().content_tag(ROOT)}"],
         capture_output=True,
         text=True,
         timeout=30,
         check=True,
     )
     assert tags.stdout.strip() == "", "the rehearsal's image tag is gone"
+
+
+def test_a_second_deploy_that_would_change_the_server_fails(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    rehearse = load_script()
+    rehearsal = rehearse.Rehearsal("0123456789", smoke_wait=1)
+    digests = iter([f"{rehearsal.repo}@sha256:{'a' * 64}", f"{rehearsal.repo}@sha256:{'b' * 64}"])
+    monkeypatch.setattr(rehearsal, "ensure_registry", lambda: None)
+    monkeypatch.setattr(rehearsal, "deploy", lambda: next(digests))
+    monkeypatch.setattr(rehearsal, "resolve_digest", lambda: next(digests))
+    monkeypatch.setattr(rehearsal, "tag_in_registry", lambda: True)
+    monkeypatch.setattr(rehearsal, "boot_fresh_host", lambda user_data, workdir: None)
+    monkeypatch.setattr(rehearsal, "smoke", lambda port, identity: None)
+    monkeypatch.setattr(rehearsal, "identity", dict)
+    with pytest.raises(rehearse.RehearsalError, match="second deploy would change the server"):
+        rehearsal(tmp_path)
+
+
+def test_the_rehearsal_tags_the_image_by_the_programs_content_tag() -> None:
+    rehearse = load_script()
+    from infra.release import content_tag
+
+    assert (
+        rehearse.Rehearsal("0123456789", smoke_wait=1).tag
+        == f"127.0.0.1:5000/cali-housing:{content_tag(ROOT)}"
+    )
 
 
 def test_a_failed_step_still_tears_down_what_was_started(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -276,6 +276,7 @@ def test_ready_reports_the_model_version(client, trained_model_dir):
     assert response.get_json() == {
         "status": "ready",
         "model_version": LoadedModel.load(trained_model_dir).version,
+        "revision": "unknown",  # no GIT_REVISION here; the image sets it (tests/docker/test_build.py)
     }
 
 
@@ -286,7 +287,7 @@ def test_ready_is_503_when_the_self_test_fails(app):
 
 def test_metadata_is_the_artifacts(client, trained_model_dir):
     body = client.get("/metadata").get_json()
-    assert body == LoadedModel.load(trained_model_dir).metadata
+    assert body == {**LoadedModel.load(trained_model_dir).metadata, "revision": "unknown"}
 
 
 def test_metrics_count_requests_and_predictions(client):

@@ -17,7 +17,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -25,8 +24,9 @@ from typing import Any
 
 import pytest
 
-from model.schema import BY_NAME, FEATURE_NAMES, TARGET_UNIT_USD
+from model.schema import FEATURE_NAMES, TARGET_UNIT_USD, example_record
 from smoke import client as smoke
+from testkit.live import gunicorn
 from testkit.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,6 +58,8 @@ class StandIn(BaseHTTPRequestHandler):
     """Answers /health, /ready and /predict as the contract says, unless a fault says otherwise."""
 
     faults: frozenset[str] = frozenset()
+    model_version = "standin"
+    revision = "standin-revision"
     unhealthy_for = 0  # answer /health 503 this many times first (a server still booting)
     health_calls = 0
 
@@ -84,9 +86,19 @@ class StandIn(BaseHTTPRequestHandler):
             if "not-ready" in self.faults:
                 self._send(503, {"status": "loading"})
             else:
-                self._send(200, {"status": "ready", "model_version": "standin"})
+                self._send(
+                    200, {"status": "ready", "model_version": cls.model_version, "revision": cls._revision()}
+                )
         else:
-            self._send(404, {"error": {"code": "not_found", "message": "no such path", "details": []}})
+            self._send(404, {"error": {"code": 404, "message": "no such path", "details": []}})
+
+    @classmethod
+    def _revision(cls) -> str:
+        # "mixed-builds": every other answer from another build, as a half-rolled fleet would give
+        cls.ready_calls = getattr(cls, "ready_calls", 0) + 1
+        if "mixed-builds" in cls.faults and cls.ready_calls % 2 == 0:
+            return "old-revision"
+        return cls.revision
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"null")
@@ -94,12 +106,12 @@ class StandIn(BaseHTTPRequestHandler):
         missing = [n for n in FEATURE_NAMES if any(n not in r for r in records)]
         if missing:
             if "500-on-bad-input" in self.faults:
-                self._send(500, {"error": {"code": "internal", "message": "KeyError", "details": []}})
+                self._send(500, {"error": {"code": 500, "message": "KeyError", "details": []}})
             else:
                 details = [{"field": n, "reason": "required"} for n in missing]
-                self._send(
-                    400, {"error": {"code": "invalid_input", "message": "bad record", "details": details}}
-                )
+                # the API's codes are the integer status (service/errors.py); the fault sends a string
+                code = "invalid_input" if "string-error-code" in self.faults else 400
+                self._send(400, {"error": {"code": code, "message": "bad record", "details": details}})
             return
         predictions = [_price(r) for r in records]
         if "absurd-price" in self.faults:
@@ -108,10 +120,13 @@ class StandIn(BaseHTTPRequestHandler):
         if "instances" in body:
             if "short-batch" in self.faults:
                 predictions, prices = predictions[:1], prices[:1]
-            self._send(200, {"predictions": predictions, "prices_usd": prices, "model_version": "standin"})
+            self._send(
+                200, {"predictions": predictions, "prices_usd": prices, "model_version": self.model_version}
+            )
         else:
             self._send(
-                200, {"prediction": predictions[0], "price_usd": prices[0], "model_version": "standin"}
+                200,
+                {"prediction": predictions[0], "price_usd": prices[0], "model_version": self.model_version},
             )
 
 
@@ -121,7 +136,7 @@ def stand_in(*faults: str, unhealthy_for: int = 0) -> Iterator[str]:
     handler = type(
         "Handler",
         (StandIn,),
-        {"faults": frozenset(faults), "unhealthy_for": unhealthy_for, "health_calls": 0},
+        {"faults": frozenset(faults), "unhealthy_for": unhealthy_for, "health_calls": 0, "ready_calls": 0},
     )
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -163,15 +178,69 @@ def test_passes_against_the_real_service(live_service: str) -> None:
     assert done.stderr == ""
 
 
-def test_the_known_record_is_inside_the_plausible_bounds() -> None:
-    # the bounds are about the schema's example record: it must be a Berkeley block group
-    assert BY_NAME["Latitude"].example == pytest.approx(37.88)
-    assert (
-        smoke.PLAUSIBLE_USD[0]
-        < smoke.KNOWN_RECORD_USD[0]
-        < smoke.KNOWN_RECORD_USD[1]
-        <= smoke.PLAUSIBLE_USD[1]
+REVISION = "0123abc-the-commit"
+
+
+@pytest.fixture(scope="module")
+def identified_service(trained_model_dir: Path) -> Iterator[tuple[str, str]]:
+    """The real service, told its revision as the image tells it; yields (url, model_version)."""
+    version = json.loads((trained_model_dir / "metadata.json").read_text())["model_version"]
+    with gunicorn(trained_model_dir, {"WORKERS": "1", "GIT_REVISION": REVISION}) as server:
+        yield server.url, version
+
+
+@pytest.mark.slow
+def test_the_right_identity_passes_against_the_real_service(identified_service: tuple[str, str]) -> None:
+    url, version = identified_service
+    done = run_smoke(
+        url,
+        "--wait",
+        "60",
+        "--expect-model-version",
+        version,
+        "--expect-revision",
+        REVISION,
+        "--samples",
+        "5",
     )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ok   identity" in done.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (("--expect-model-version", "some-other-model"), "expected model_version 'some-other-model'"),
+        (("--expect-revision", "another-commit"), "expected model_version"),
+    ],
+)
+def test_another_build_fails_in_one_line_against_the_real_service(
+    identified_service: tuple[str, str], flags: tuple[str, str], named: str
+) -> None:
+    url, _version = identified_service
+    done = run_smoke(url, "--wait", "60", *flags)
+    assert done.returncode == 1
+    failures = [x for x in done.stderr.splitlines() if x.startswith("FAIL")]
+    assert len(failures) == 1, done.stderr
+    assert failures[0].startswith("FAIL identity: serving model_version")
+    assert named in failures[0]
+    assert flags[1] in failures[0]
+    assert f"revision {REVISION!r}" in failures[0], "the line names the build that answered"
+
+
+def test_a_fleet_answering_from_two_builds_fails_the_sampled_identity() -> None:
+    with stand_in("mixed-builds") as url:
+        done = run_smoke(url, "--wait", "10", "--samples", "6", "--expect-revision", "standin-revision")
+    assert done.returncode == 1
+    (failure,) = [x for x in done.stderr.splitlines() if x.startswith("FAIL")]
+    assert failure.startswith("FAIL identity[1]: serving model_version 'standin' revision 'old-revision'")
+
+
+def test_one_sample_of_a_mixed_fleet_may_miss_the_old_build_so_the_pipeline_samples_many() -> None:
+    # the first answer alone comes from the new build: one sample cannot see the half-rolled fleet
+    with stand_in("mixed-builds") as url:
+        assert run_smoke(url, "--wait", "10", "--expect-revision", "standin-revision").returncode == 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,6 +286,10 @@ def test_gives_up_at_the_deadline_when_the_server_never_answers() -> None:
         ("absurd-price", "FAIL predict: price $"),
         ("short-batch", "FAIL batch: sent 2 records, got 1 predictions, 1 prices"),
         ("500-on-bad-input", "FAIL bad request: a record without 'MedInc' got HTTP 500, expected 4xx"),
+        (
+            "string-error-code",
+            "FAIL bad request: error.code should be the integer status 400, got 'invalid_input'",
+        ),
     ],
 )
 def test_a_broken_contract_fails_with_one_line_naming_it(fault: str, line: str) -> None:
@@ -275,17 +348,38 @@ def test_a_4xx_answer_is_a_response_not_an_exception() -> None:
     with stand_in() as url:
         resp = smoke.request("GET", url + "/nowhere", timeout=5)
     assert resp.status == 404
-    assert resp.data["error"]["code"] == "not_found"
+    assert resp.data["error"]["code"] == 404
 
 
-def test_the_stand_in_speaks_the_contract_it_claims() -> None:
-    # guards the failure-mode tests: a stand-in that drifted from the contract would prove nothing
+def shape(value: Any) -> Any:
+    """A JSON value's structure: keys and types, never the values (a model's numbers differ)."""
+    if isinstance(value, dict):
+        return {k: shape(v) for k, v in sorted(value.items())}
+    if isinstance(value, list):
+        return [shape(value[0])] if value else []
+    return (
+        "number" if isinstance(value, int | float) and not isinstance(value, bool) else type(value).__name__
+    )
+
+
+CONTRACT_REQUESTS = [
+    ("GET", "/ready", None),
+    ("POST", "/predict", example_record()),
+    ("POST", "/predict", {"instances": [example_record(), example_record()]}),
+    ("POST", "/predict", {k: v for k, v in example_record().items() if k != FEATURE_NAMES[0]}),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("method", "path", "payload"), CONTRACT_REQUESTS, ids=["ready", "one", "batch", "bad"]
+)
+def test_the_stand_in_answers_with_the_real_services_statuses_and_shapes(
+    live_service: str, method: str, path: str, payload: Any
+) -> None:
+    # guards the failure-mode tests: a stand-in that drifted from the real contract would prove nothing
+    real = smoke.request(method, live_service + path, payload, timeout=10)
     with stand_in() as url:
-        record = {f: BY_NAME[f].example for f in FEATURE_NAMES}
-        req = urllib.request.Request(
-            url + "/predict", json.dumps(record).encode(), {"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            body = json.load(resp)
-    assert set(body) == {"prediction", "price_usd", "model_version"}
-    assert body["price_usd"] == pytest.approx(body["prediction"] * TARGET_UNIT_USD)
+        fake = smoke.request(method, url + path, payload, timeout=10)
+    assert fake.status == real.status
+    assert shape(fake.data) == shape(real.data)

@@ -22,6 +22,8 @@ GITHUB = ROOT / ".github"
 WORKFLOWS = GITHUB / "workflows"
 SETUP_ACTION = "./.github/actions/pulumi-setup"
 PROD_GROUP = "prod-stack"
+STAGING_GROUP = "staging-stack"
+MAIN_PUSH = ("github.event_name == 'push'", "github.ref == 'refs/heads/main'")
 
 
 @cache
@@ -87,18 +89,88 @@ def test_the_pipeline_runs_on_pull_requests_and_on_pushes_to_main() -> None:
     assert on["push"]["branches"] == ["main"]
 
 
-def test_the_test_job_lints_and_runs_every_group_including_docker_on_every_event() -> None:
+def test_the_test_job_lints_and_runs_every_group_but_docker_on_every_event() -> None:
     test = job("pipeline.yml", "test")
     assert "if" not in test, "tests run for pull requests and pushes alike"
     runs = [s.get("run", "") for s in test["steps"]]
-    assert "make test" in runs, "make test runs lint (actionlint included) and then pytest"
+    assert "make lint" in runs, "ruff, shellcheck, hadolint and actionlint"
+    assert '.venv/bin/python -m pytest -m "not docker"' in runs
     assert test["env"]["CALI_REQUIRE_ALL_GROUPS"] == "1", "a group that cannot run fails the job"
-    assert any("docker info" in r for r in runs)
 
 
-@pytest.mark.parametrize("job_id", ["preview", "deploy", "fork-notice"])
+def test_the_image_job_builds_once_and_runs_the_docker_group_on_that_image() -> None:
+    image = job("pipeline.yml", "image")
+    assert "if" not in image, "pull requests test the image too"
+    steps = image["steps"]
+    runs = [s.get("run", "") for s in steps]
+    (build,) = [s for s in steps if "docker build" in s.get("run", "")]
+    assert "python -m infra.release" in "".join(runs), "the tag comes from the program's own function"
+    (tests,) = [s for s in steps if "pytest -m docker" in s.get("run", "")]
+    assert tests["env"] == {"CALI_TEST_IMAGE": "${{ env.RELEASE_IMAGE }}", "CALI_TEST_IMAGE_BUILT": "1"}
+    assert steps.index(build) < steps.index(tests)
+    assert '--tag "${RELEASE_IMAGE}"' in build["run"]
+    assert image["env"]["CALI_REQUIRE_ALL_GROUPS"] == "1"
+    assert image["outputs"]["image_id"] == "${{ steps.build.outputs.image_id }}"
+    assert "GITHUB_STEP_SUMMARY" in runs[-1], "the tested identity is in the job summary"
+
+
+@pytest.mark.parametrize("job_id", ["deploy-staging", "deploy"])
+def test_a_deploy_loads_the_tested_image_checks_its_id_then_pushes_and_ups(job_id: str) -> None:
+    deploy = job("pipeline.yml", job_id)
+    assert {"test", "image"} <= set(deploy["needs"])
+    steps = deploy["steps"]
+    order = [s["name"] for s in steps]
+    (load,) = [s for s in steps if s.get("run") == "bash scripts/load-tested-image.sh"]
+    assert load["env"]["TESTED_ID"] == "${{ needs.image.outputs.image_id }}"
+    (publish,) = [s for s in steps if s.get("run") == "bash scripts/publish-image.sh"]
+    assert publish["env"]["TAG"] == "${{ needs.image.outputs.tag }}"
+    (up,) = [s for s in steps_using(deploy, "pulumi/actions") if s.get("with", {}).get("command") == "up"]
+    assert order.index(load["name"]) < order.index(publish["name"]) < order.index(up["name"])
+    assert not [s for s in steps if "docker build" in s.get("run", "")], "a deploy never builds"
+
+
+def test_staging_runs_only_when_its_stack_file_exists_and_prod_waits_for_its_smoke_test() -> None:
+    staging, prod = job("pipeline.yml", "deploy-staging"), job("pipeline.yml", "deploy")
+    assert "needs.stacks.outputs.staging == 'true'" in " ".join(staging["if"].split())
+    assert job("pipeline.yml", "smoke-staging")["needs"] == ["image", "deploy-staging"]
+    assert "smoke-staging" in prod["needs"]
+    condition = " ".join(prod["if"].split())
+    assert "(needs.smoke-staging.result == 'success' || needs.smoke-staging.result == 'skipped')" in condition
+    assert "!cancelled()" in condition, "a skipped staging does not skip prod; a failed one stops it"
+    listing = " ".join(s.get("run", "") for s in job("pipeline.yml", "stacks")["steps"])
+    assert "Pulumi.*.yaml" in listing
+
+
+def test_preview_covers_every_stack_that_exists() -> None:
+    preview = job("pipeline.yml", "preview")
+    assert preview["strategy"]["matrix"]["stack"] == "${{ fromJSON(needs.stacks.outputs.list) }}"
+
+
+@pytest.mark.parametrize(
+    ("smoke_id", "deploy_id"), [("smoke-staging", "deploy-staging"), ("smoke", "deploy")]
+)
+def test_every_smoke_test_after_a_deploy_expects_the_deployed_identity_on_many_samples(
+    smoke_id: str, deploy_id: str
+) -> None:
+    (run,) = [s for s in job("pipeline.yml", smoke_id)["steps"] if "python -m smoke" in s.get("run", "")]
+    assert run["env"]["MODEL_VERSION"] == f"${{{{ needs.{deploy_id}.outputs.model_version }}}}"
+    assert run["env"]["REVISION"] == f"${{{{ needs.{deploy_id}.outputs.revision }}}}"
+    for flag in ('--expect-model-version "$MODEL_VERSION"', '--expect-revision "$REVISION"', "--samples"):
+        assert flag in run["run"]
+    assert int(workflow("pipeline.yml")["env"]["SMOKE_SAMPLES"]) >= 10
+
+
+def test_the_deploy_summary_prints_the_tested_and_the_deployed_identity() -> None:
+    (summary,) = [s for s in job("pipeline.yml", "deploy")["steps"] if "Record both identities" in s["name"]]
+    assert summary["env"]["TESTED_VERSION"] == "${{ needs.image.outputs.model_version }}"
+    assert summary["env"]["DEPLOYED_VERSION"] == "${{ steps.publish.outputs.model_version }}"
+    assert "GITHUB_STEP_SUMMARY" in summary["run"]
+
+
+@pytest.mark.parametrize("job_id", ["preview", "fork-notice"])
 def test_nothing_touches_the_stack_before_the_tests_pass(job_id: str) -> None:
-    assert job("pipeline.yml", job_id)["needs"] == "test"
+    needs = job("pipeline.yml", job_id)["needs"]
+    assert "test" in (needs if isinstance(needs, list) else [needs])
 
 
 def test_preview_runs_only_on_pull_requests_from_this_repository() -> None:
@@ -109,13 +181,12 @@ def test_preview_runs_only_on_pull_requests_from_this_repository() -> None:
     assert pulumi_commands(preview) == {"preview"}
 
 
-def test_preview_posts_its_result_on_the_pull_request_for_the_prod_stack() -> None:
+def test_preview_posts_its_result_on_the_pull_request_for_each_stack() -> None:
     (step,) = [
         s for s in steps_using(job("pipeline.yml", "preview"), "pulumi/actions") if "command" in s["with"]
     ]
     assert step["with"]["comment-on-pr"] is True
-    assert step["with"]["stack-name"] == "${{ env.PULUMI_STACK }}"
-    assert workflow("pipeline.yml")["env"]["PULUMI_STACK"] == "prod"
+    assert step["with"]["stack-name"] == "${{ matrix.stack }}"
 
 
 def test_preview_has_only_the_permissions_a_comment_and_oidc_need() -> None:
@@ -136,11 +207,12 @@ def test_fork_pull_requests_get_a_clear_notice_instead_of_a_preview() -> None:
     assert "permissions" not in notice, "the notice needs nothing beyond the read-only default"
 
 
-def test_up_runs_only_on_pushes_to_main() -> None:
-    deploy = job("pipeline.yml", "deploy")
+@pytest.mark.parametrize("job_id", ["deploy-staging", "deploy"])
+def test_up_runs_only_on_pushes_to_main(job_id: str) -> None:
+    deploy = job("pipeline.yml", job_id)
     condition = " ".join(deploy["if"].split())
-    assert "github.event_name == 'push'" in condition
-    assert "github.ref == 'refs/heads/main'" in condition
+    for clause in MAIN_PUSH:
+        assert clause in condition
     assert pulumi_commands(deploy) == {"up"}
 
 
@@ -155,19 +227,34 @@ def test_changes_to_prod_run_in_the_production_environment(name: str, job_id: st
     assert job(name, job_id)["environment"]["name"] == "production"
 
 
+def test_only_jobs_in_an_environment_publish_images() -> None:
+    # scripts/publish-image.sh runs a targeted `pulumi up` and pushes to ECR: after an approval only
+    for name, job_id, job_def in all_jobs():
+        if any("publish-image.sh" in s.get("run", "") for s in job_def.get("steps", [])):
+            assert job_def["environment"]["name"] in ("staging", "production"), (name, job_id)
+
+
 def test_destroy_runs_in_the_production_environment() -> None:
     assert job("destroy.yml", "destroy")["environment"] == "production"
+
+
+def test_destroy_leaves_the_protected_state_bucket_through_pulumi_actions_own_input() -> None:
+    (step,) = steps_using(job("destroy.yml", "destroy"), "pulumi/actions")[1:]  # [0]: the CLI install
+    assert step["with"]["command"] == "destroy"
+    assert step["with"]["exclude-protected"] is True
 
 
 def test_every_job_that_changes_the_stack_shares_one_concurrency_group_never_cancelled() -> None:
     changers = [(n, jid, j) for n, jid, j in all_jobs() if pulumi_commands(j) & {"up", "destroy"}]
     assert {(n, jid) for n, jid, _ in changers} == {
+        ("pipeline.yml", "deploy-staging"),
         ("pipeline.yml", "deploy"),
         ("rollback.yml", "rollback"),
         ("destroy.yml", "destroy"),
     }
     for name, job_id, job_def in changers:
-        assert job_def["concurrency"] == {"group": PROD_GROUP, "cancel-in-progress": False}, (name, job_id)
+        group = STAGING_GROUP if job_id == "deploy-staging" else PROD_GROUP
+        assert job_def["concurrency"] == {"group": group, "cancel-in-progress": False}, (name, job_id)
 
 
 def test_the_smoke_job_runs_after_deploy_against_the_stacks_url_output() -> None:
@@ -180,10 +267,11 @@ def test_the_smoke_job_runs_after_deploy_against_the_stacks_url_output() -> None
     assert run["run"].startswith('python -m smoke "$URL"')
 
 
-def test_the_smoke_job_installs_nothing_the_standard_library_lacks() -> None:
-    # The smoke test is standard library only; the one install is boto3, pinned by constraints.txt,
+@pytest.mark.parametrize("job_id", ["smoke", "smoke-staging"])
+def test_the_smoke_job_installs_nothing_the_standard_library_lacks(job_id: str) -> None:
+    # The smoke client is standard library only; the one install is boto3, pinned by constraints.txt,
     # for the runner's temporary ingress rule (scripts/runner_access.py).
-    runs = [s.get("run", "") for s in job("pipeline.yml", "smoke")["steps"]]
+    runs = [s.get("run", "") for s in job("pipeline.yml", job_id)["steps"]]
     installs = [line.strip() for run in runs for line in run.splitlines() if "pip install" in line]
     assert installs == ["python -m pip install -q -c constraints.txt boto3"]
     assert not any("make " in run for run in runs)
@@ -264,6 +352,28 @@ def test_every_workflow_defaults_to_read_only_permissions(name: str) -> None:
 # --- hygiene --------------------------------------------------------------------------------------
 
 USES = re.compile(r"^\s*(?:-\s+)?uses:\s*(\S+)(.*)$", re.MULTILINE)
+
+# Actions that run on Node 24 at these majors (each one's action.yml says `using: node24` at the
+# pinned tag; read from the repositories' tags with git, not guessed).
+NODE24_MAJORS = {
+    "actions/checkout": 7,
+    "actions/setup-python": 7,
+    "aws-actions/configure-aws-credentials": 6,
+    "pulumi/actions": 7,
+    "actions/upload-artifact": 7,
+    "actions/download-artifact": 8,
+}
+
+
+@pytest.mark.parametrize("path", github_files(), ids=lambda p: str(p.relative_to(GITHUB)))
+def test_every_action_is_at_a_node_24_major(path: Path) -> None:
+    for ref, rest in USES.findall(path.read_text()):
+        if ref.startswith("./"):
+            continue
+        action = ref.split("@")[0]
+        assert action in NODE24_MAJORS, f"{action}: which major runs on Node 24?"
+        major = int(re.search(r"# v(\d+)\.", rest).group(1))
+        assert major >= NODE24_MAJORS[action], f"{action} v{major} predates its Node 24 major"
 
 
 @pytest.mark.parametrize("path", github_files(), ids=lambda p: str(p.relative_to(GITHUB)))

@@ -130,6 +130,7 @@ class Deployment:
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     exports: dict[str, Any] = field(default_factory=dict)
     config_reads: set[str] = field(default_factory=set)
+    lookups: list[tuple[str, str, str]] = field(default_factory=list)  # find_image(repository, tag, region)
 
     def of_type(self, typ: str) -> list[Registered]:
         """Every resource of one Pulumi type token."""
@@ -161,15 +162,16 @@ class RecordingMocks(pulumi.runtime.Mocks):
         name, typ = args.name, args.typ
         arn = f"arn:aws:{typ.split(':')[1].split('/')[0]}:{REGION}:{ACCOUNT}:{name}"
         if typ == "aws:ecr/repository:Repository":
+            repo = args.inputs.get("name", name)
             outputs |= {
-                "name": name,
+                "name": repo,
                 "registryId": ACCOUNT,
-                "repositoryUrl": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{name}",
-                "arn": f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/{name}",
+                "repositoryUrl": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{repo}",
+                "arn": f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/{repo}",
             }
-        elif typ == "docker:index/image:Image":
-            repo = args.inputs["imageName"].rsplit(":", 1)[0]
-            outputs["repoDigest"] = f"{repo}@{DIGEST}"
+        elif typ == BUILD_TYPE:
+            # what the provider reports after a push: the manifest digest and tag@digest
+            outputs |= {"digest": DIGEST, "ref": f"{args.inputs['tags'][0]}@{DIGEST}"}
         elif typ == "aws:cloudwatch/logGroup:LogGroup":
             outputs |= {"name": name, "arn": f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{name}"}
         elif typ == "aws:ec2/eip:Eip":
@@ -286,12 +288,22 @@ class RecordingMonitor(MockMonitor):
         return response
 
 
-def run_program(config: dict[str, str], deployment: Deployment | None = None) -> Deployment:
+BUILD_TYPE = "docker-build:index:Image"
+
+
+def run_program(
+    config: dict[str, str],
+    deployment: Deployment | None = None,
+    *,
+    ecr_images: dict[tuple[str, str], str] | None = None,
+) -> Deployment:
     """Run `__main__.py` under Pulumi's mocks with `config`, wait for every output, and return what it did.
 
     Args:
         config: The config as the CLI passes it (see cli_config).
         deployment: Where to record; pass one to inspect a run that raised.
+        ecr_images: What ECR holds, {(repository, tag): digest}, as `infra.registry.find_image`
+            answers it (that function itself is proven against moto in test_image.py). Default: nothing.
 
     Raises:
         Whatever the program raises (e.g. infra.config.ConfigError).
@@ -304,6 +316,12 @@ def run_program(config: dict[str, str], deployment: Deployment | None = None) ->
     pulumi.runtime.set_all_config(config)
     exported: dict[str, Any] = {}
     real_get_config = pulumi.config.get_config
+    images = dict(ecr_images or {})
+    deployment.lookups = []
+
+    def find_image(repository: str, tag: str, region: str) -> str | None:
+        deployment.lookups.append((repository, tag, region))
+        return images.get((repository, tag))
 
     def recording_get_config(key: str) -> Any:
         deployment.config_reads.add(key)
@@ -314,6 +332,7 @@ def run_program(config: dict[str, str], deployment: Deployment | None = None) ->
         with (
             mock.patch.object(pulumi, "export", exported.__setitem__),
             mock.patch.object(pulumi.config, "get_config", recording_get_config),
+            mock.patch("infra.registry.find_image", find_image),
         ):
             runpy.run_path(str(MAIN), run_name="__main__")
         return pulumi.Output.all(**exported).apply(deployment.exports.update)

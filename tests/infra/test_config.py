@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from infra.config import ConfigError, git_image_tag
+from infra.config import ConfigError, git_revision
 from tests.infra.conftest import (
     PROJECT,
     Deployment,
@@ -97,22 +97,19 @@ def _git(repo: Path, *args: str) -> None:
     subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, timeout=30)
 
 
-def test_image_tag_defaults_to_the_commit_and_marks_a_dirty_tree(tmp_path: Path) -> None:
+def test_the_revision_is_the_commit_and_marks_a_dirty_tree(tmp_path: Path) -> None:
     _git(tmp_path, "init", "-q")
     (tmp_path / "f").write_text("1")
     _git(tmp_path, "add", "f")
     _git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", "x")
     sha = subprocess.run(
-        ["git", "-C", str(tmp_path), "rev-parse", "--short=12", "HEAD"],
-        capture_output=True,
-        text=True,
-        check=True,
+        ["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
     ).stdout.strip()
-    assert git_image_tag(tmp_path) == sha
+    assert git_revision(tmp_path) == sha
     (tmp_path / "f").write_text("2")
-    assert git_image_tag(tmp_path) == f"{sha}-dirty"
+    assert git_revision(tmp_path) == f"{sha}-dirty"
 
 
-def test_image_tag_outside_git_asks_for_an_explicit_tag(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="imageTag"):
-        git_image_tag(tmp_path)
+def test_the_revision_outside_git_is_unknown_and_deploys_anyway(tmp_path: Path) -> None:
+    # the image is named by content, so no commit is needed to deploy; the revision is a record
+    assert git_revision(tmp_path) == "unknown"

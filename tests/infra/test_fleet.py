@@ -48,7 +48,7 @@ FLEET_ONLY = (
 SHARED = (
     "aws:s3/bucket:Bucket",
     "aws:ecr/repository:Repository",
-    "docker:index/image:Image",
+    "docker-build:index:Image",
     "aws:cloudwatch/logGroup:LogGroup",
     "aws:ec2/vpc:Vpc",
     "aws:ec2/internetGateway:InternetGateway",

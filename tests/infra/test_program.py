@@ -23,7 +23,6 @@ from tests.infra.conftest import (
     DIGEST,
     PUBLIC_IP,
     REGION,
-    SECRET_SIG,
     STATE_BUCKET,
     Deployment,
     cli_config,
@@ -87,6 +86,7 @@ def test_root_volume_is_encrypted_gp3(prod: Deployment) -> None:
 
 
 def test_user_data_runs_the_pushed_image_by_digest(prod: Deployment) -> None:
+    # the image's own paths (found, built, rolled back) are in test_image.py
     user_data = prod.one(INSTANCE).inputs["userData"]
     assert prod.exports["image"].endswith(f"@{DIGEST}")
     assert f"IMAGE={prod.exports['image']} " in user_data
@@ -146,46 +146,6 @@ def test_recovery_alarm_recovers_the_instance_on_system_check_failure(prod: Depl
     assert alarm["alarmActions"] == [f"arn:aws:automate:{REGION}:ec2:recover"]
 
 
-def test_ecr_tags_are_immutable_and_images_scanned(prod: Deployment) -> None:
-    repo = prod.one("aws:ecr/repository:Repository").inputs
-    assert repo["imageTagMutability"] == "IMMUTABLE"
-    assert repo["imageScanningConfiguration"] == {"scanOnPush": True}
-
-
-def test_ecr_keeps_the_images_a_rollback_needs(prod: Deployment) -> None:
-    policy = json.loads(prod.one("aws:ecr/lifecyclePolicy:LifecyclePolicy").inputs["policy"])
-    (rule,) = policy["rules"]
-    assert rule["selection"] == {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 10}
-    assert rule["action"] == {"type": "expire"}
-
-
-def test_rollback_deploys_an_existing_digest_without_building() -> None:
-    earlier = "sha256:" + "cd" * 32
-    deployment = run_program(cli_config(imageDigest=earlier))
-    assert deployment.of_type("docker:index/image:Image") == []
-    assert (
-        "aws:ecr/getImage:getImage",
-        {"repositoryName": "cali-repo", "imageDigest": earlier},
-    ) in deployment.calls
-    repo_url = "123456789012.dkr.ecr.us-east-1.amazonaws.com/cali-repo"
-    assert deployment.exports["image"] == f"{repo_url}@{earlier}"
-    assert f"IMAGE={repo_url}@{earlier} " in deployment.one(INSTANCE).inputs["userData"]
-
-
-def test_image_is_built_for_amd64_and_pushed_with_a_secret_password(prod: Deployment) -> None:
-    image = prod.one("docker:index/image:Image")
-    assert image.inputs["build"] == {"context": ".", "dockerfile": "Dockerfile", "platform": "linux/amd64"}
-    assert image.inputs["imageName"].endswith(":0123456789ab")
-    assert not image.inputs["imageName"].endswith(":latest")
-    password = image.raw["registry"]["password"]
-    assert isinstance(password, dict), "the ECR password must be secret"
-    assert SECRET_SIG in password.values(), "the ECR password must be secret"
-    assert (
-        "aws:ecr/getAuthorizationToken:getAuthorizationToken",
-        {"registryId": "123456789012"},
-    ) in prod.calls
-
-
 def test_state_bucket_is_adopted_not_created(prod: Deployment) -> None:
     bucket = prod.one("aws:s3/bucket:Bucket")
     assert bucket.import_id == STATE_BUCKET
@@ -231,7 +191,10 @@ def test_state_bucket_survives_destroy(prod: Deployment, typ: str) -> None:
 
 
 def test_iam_policies_have_no_wildcard_actions_and_scoped_resources(prod: Deployment) -> None:
-    repo_arn = prod.one("aws:ecr/repository:Repository").inputs["arn"]
+    # the image repository; the cache repository is the build's, never the server's
+    (repo_arn,) = [
+        r.inputs["arn"] for r in prod.of_type("aws:ecr/repository:Repository") if "cache" not in r.name
+    ]
     group_arns = {g.inputs["arn"] for g in prod.of_type("aws:cloudwatch/logGroup:LogGroup")}
     policies = prod.of_type("aws:iam/rolePolicy:RolePolicy")
     assert policies
