@@ -47,9 +47,9 @@ $(MODEL_DIR)/metadata.json: | $(TRAIN_STAMP)
 train: $(TRAIN_STAMP) ## train, evaluate, gate and write the artifact (always retrains)
 	$(BIN)/python -m model.train --out $(MODEL_DIR)
 
-# The README shows committed copies of the report; tests/test_report.py fails when their numbers differ
+# docs/model.md shows committed copies of the report; tests/test_report.py fails when their numbers differ
 # from a fresh training run's, and this one command brings them back in step.
-report: $(TRAIN_STAMP) ## retrain, then copy the model report into docs/report/ (commit it; the README shows it)
+report: $(TRAIN_STAMP) ## retrain, then copy the model report into docs/report/ (commit it; docs/model.md shows it)
 	$(BIN)/python -m model.train --out $(MODEL_DIR)
 	rm -rf docs/report && mkdir -p docs/report
 	cp $(MODEL_DIR)/report/* docs/report/

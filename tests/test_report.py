@@ -165,10 +165,10 @@ def test_the_committed_docs_report_is_in_step_with_a_fresh_training_run(report_d
     assert table_lines(committed.read_text()) == table_lines((report_dir / report.REPORT_MD).read_text()), (
         "docs/report/ shows another model's numbers: run `make report` and commit docs/report/"
     )
-    readme = (ROOT / "README.md").read_text()
+    model_page = (ROOT / "docs" / "model.md").read_text()
     for name in report.FIGURE_FILES:
         assert (DOCS / name).is_file(), f"docs/report/{name} missing: run `make report`"
-        assert f"docs/report/{name}" in readme, f"the README does not show docs/report/{name}"
+        assert f"](report/{name})" in model_page, f"docs/model.md does not show docs/report/{name}"
 
 
 def test_the_server_side_never_imports_matplotlib(trained_model_dir):
