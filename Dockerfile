@@ -63,8 +63,10 @@ FROM deps AS slim
 # The deps venv cut to what the server imports; training keeps the whole venv (its libraries use
 # numpy.random, numpy.linalg and more). Measured in the deps venv (bench/results.md, issue 17):
 # numpy is 56 MB of its 77 MB, 25 MB of that OpenBLAS, which numpy's core links and so stays.
-# - numpy subpackages the server never imports (the import guard below proves it): random, fft,
-#   polynomial, ma, f2py, distutils, the C headers and typing stubs;
+# - numpy's developer tools, which no numpy function imports: f2py, distutils, the C headers, the
+#   typing stubs, the SIMD test module. Not numpy.ma, .random, .fft or .polynomial (about 6 MB):
+#   numpy reaches them lazily from everyday functions (np.unique imports numpy.ma), so an image
+#   without them imports fine and fails on the first such call;
 # - debug and symbol tables of the compiled modules (strip keeps the dynamic symbols imports use);
 #   not of the libraries auditwheel vendored into *.libs/: patchelf rewrote their program headers,
 #   and stripped they no longer load ("ELF load command address/offset not page-aligned");
@@ -79,9 +81,8 @@ RUN apt-get update \
 WORKDIR /opt/venv/lib/python3.11/site-packages
 RUN site="$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
     && test "$site" = "$PWD" \
-    && rm -rf numpy/random numpy/fft numpy/polynomial numpy/ma numpy/f2py numpy/distutils \
-       numpy/_pyinstaller numpy/doc numpy/typing numpy/conftest.py numpy/_core/include numpy/_core/lib \
-       numpy/_core/_simd.*.so gevent/testing \
+    && rm -rf numpy/f2py numpy/distutils numpy/_pyinstaller numpy/doc numpy/typing numpy/conftest.py \
+       numpy/_core/include numpy/_core/lib numpy/_core/_simd.*.so gevent/testing \
     && find "$site" \( -name '*.pyi' -o -name '*.pxd' -o -name '*.pyx' -o -name '*.c' -o -name '*.h' \) \
        -type f -delete \
     && find "$site" -type f -name '*.so' -not -path '*.libs/*' -exec strip --strip-unneeded {} + \

@@ -125,7 +125,8 @@ def check_forest(nodes: np.ndarray, roots: np.ndarray, depths: np.ndarray, n_fea
     level = np.full(n_nodes, -1, dtype=np.int64)
     tree = np.full(n_nodes, -1, dtype=np.int64)
     frontier = roots.astype(np.int64)
-    if len(np.unique(frontier)) != n_trees:
+    # bincount, not np.unique: unique reaches into numpy.ma, which the serving image leaves out
+    if np.bincount(frontier, minlength=n_nodes).max() > 1:
         raise InvalidForest("two trees share a root")
     level[frontier], tree[frontier] = 0, np.arange(n_trees)
     depth = 0
@@ -135,7 +136,7 @@ def check_forest(nodes: np.ndarray, roots: np.ndarray, depths: np.ndarray, n_fea
             break
         depth += 1
         children = np.concatenate((nodes["left"][splits], nodes["right"][splits])).astype(np.int64)
-        if len(np.unique(children)) != len(children) or np.any(level[children] >= 0):
+        if np.bincount(children, minlength=n_nodes).max() > 1 or np.any(level[children] >= 0):
             raise InvalidForest(f"a node is reached twice (a cycle or a shared subtree) at depth {depth}")
         level[children] = depth
         tree[children] = np.concatenate((tree[splits], tree[splits]))
