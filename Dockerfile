@@ -3,7 +3,8 @@
 #
 #   deps     a virtual environment with the runtime requirements (what the server imports)
 #   train    deps + gcc + the training requirements + the dataset -> /opt/model (the artifact)
-#   runtime  the base image + the deps venv + service/ and model/ + the artifact, as a non-root user
+#   slim     the deps venv without what the server never imports (measured in issue 17)
+#   runtime  the base image + the slim venv + service/ and model/ + the artifact, as a non-root user
 #
 # Build args: PYTHON_IMAGE (base), MAX_TEST_RMSE (override the quality gate's bound),
 # GIT_REVISION and MODEL_VERSION (the build's identity: labels, and /ready's `revision`).
@@ -52,15 +53,48 @@ COPY model/ /src/model/
 # model.train reads MAX_TEST_RMSE from the environment; unset, its own default bound applies.
 # `--build-arg MAX_TEST_RMSE=...` tightens the gate (the tests set an impossible one to prove it fails the build).
 ARG MAX_TEST_RMSE
+# Training publishes a link to a versioned folder (model/artifact.py); an image is never republished,
+# so the one folder it published becomes /opt/model itself, a plain folder.
 # Whatever mode training left (umask-dependent), the non-root server may read the artifact and nobody may write it.
-RUN python -m model.train --out /opt/model && chmod -R a+rX,go-w /opt/model
+RUN python -m model.train --out /opt/published/model \
+    && mv "$(readlink -f /opt/published/model)" /opt/model \
+    && chmod -R a+rX,go-w /opt/model
+
+FROM deps AS slim
+# The deps venv cut to what the server imports; training keeps the whole venv (its libraries use
+# numpy.random, numpy.linalg and more). Measured in the deps venv (bench/results.md, issue 17):
+# numpy is 56 MB of its 77 MB, 25 MB of that OpenBLAS, which numpy's core links and so stays.
+# - numpy's developer tools, which no numpy function imports: f2py, distutils, the C headers, the
+#   typing stubs, the SIMD test module. Not numpy.ma, .random, .fft or .polynomial (about 6 MB):
+#   numpy reaches them lazily from everyday functions (np.unique imports numpy.ma), so an image
+#   without them imports fine and fails on the first such call;
+# - debug and symbol tables of the compiled modules (strip keeps the dynamic symbols imports use);
+#   not of the libraries auditwheel vendored into *.libs/: patchelf rewrote their program headers,
+#   and stripped they no longer load ("ELF load command address/offset not page-aligned");
+# - C, Cython and stub sources shipped beside the compiled modules, and gevent's test helpers.
+# __pycache__ stays for what remains: the image runs with PYTHONDONTWRITEBYTECODE, so without it
+# every worker would compile its imports again at each start.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends binutils \
+    && rm -rf /var/lib/apt/lists/*
+# the venv's site-packages; the test below fails the build if the base image's Python moves on
+WORKDIR /opt/venv/lib/python3.11/site-packages
+RUN site="$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
+    && test "$site" = "$PWD" \
+    && rm -rf numpy/f2py numpy/distutils numpy/_pyinstaller numpy/doc numpy/typing numpy/conftest.py \
+       numpy/_core/include numpy/_core/lib numpy/_core/_simd.*.so gevent/testing \
+    && find "$site" \( -name '*.pyi' -o -name '*.pxd' -o -name '*.pyx' -o -name '*.c' -o -name '*.h' \) \
+       -type f -delete \
+    && find "$site" -type f -name '*.so' -not -path '*.libs/*' -exec strip --strip-unneeded {} + \
+    && python -c 'import numpy, flask, gevent.monkey, gunicorn.workers.ggevent, prometheus_client'
 
 FROM base AS runtime
 # A fixed uid/gid so file ownership and the server's security policy can name it.
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --no-create-home --home-dir /nonexistent \
        --shell /usr/sbin/nologin app
-COPY --from=deps /opt/venv /opt/venv
+COPY --from=slim /opt/venv /opt/venv
 WORKDIR /app
 # The server imports only the schema, the artifact checks, the drift reference (profile.py) and the
 # lean predictor (numpy and the compiled evaluator) from model/; training code stays out.

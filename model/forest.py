@@ -24,20 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from model.runtime import DEPTHS_FILE, LIBRARY_FILE, NODES_FILE, ROOTS_FILE
-
-NODE_DTYPE = np.dtype(
-    [
-        ("threshold", "<f8"),
-        ("value", "<f8"),
-        ("feature", "<i4"),
-        ("left", "<i4"),
-        ("right", "<i4"),
-        ("nan_right", "<i4"),
-    ],
-    align=True,
-)
-# itemsize 32 == sizeof(Node) in treeeval.c; the runtime refuses any other size.
+from model.runtime import DEPTHS_FILE, LIBRARY_FILE, NODE_DTYPE, NODES_FILE, ROOTS_FILE
 
 C_SOURCE = Path(__file__).with_name("treeeval.c")
 # Portable code (no -march=native): the image may run on another CPU than the one that built it.

@@ -21,6 +21,21 @@ ROOTS_FILE = "forest_roots.npy"
 DEPTHS_FILE = "forest_depths.npy"
 LIBRARY_FILE = "forest.so"
 
+# One node as `Node` in treeeval.c lays it out (little-endian, 32 bytes): model/forest.py writes
+# this dtype and the loader refuses any other, since forest.so reads the bytes blindly.
+NODE_DTYPE = np.dtype(
+    [
+        ("threshold", "<f8"),
+        ("value", "<f8"),
+        ("feature", "<i4"),
+        ("left", "<i4"),
+        ("right", "<i4"),
+        ("nan_right", "<i4"),
+    ],
+    align=True,
+)
+INDEX_DTYPE = np.dtype("<i4")  # int32_t roots[] and depths[] in treeeval.c
+
 
 class _Forest(ctypes.Structure):
     # Mirrors `Forest` in treeeval.c.
@@ -38,6 +53,106 @@ class InvalidRow(ValueError):
     """A row that is not 8 numbers."""
 
 
+class InvalidForest(ValueError):
+    """The forest's arrays are not what forest.so can walk safely; the message names the problem."""
+
+
+def _load_array(path: Path, dtype: np.dtype) -> np.ndarray:
+    """A one-dimensional, C-contiguous, aligned array of exactly `dtype` from an .npy file.
+
+    Raises:
+        InvalidForest: Another dtype, shape or layout (no silent conversion: a wrong dtype means
+            the file was not written by model/forest.py).
+    """
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise InvalidForest(f"{path.name} is not a readable .npy array ({exc})") from None
+    if array.dtype != dtype:
+        raise InvalidForest(f"{path.name} has dtype {array.dtype}, forest.so expects {dtype}")
+    if array.ndim != 1 or not array.flags.c_contiguous or not array.flags.aligned:
+        raise InvalidForest(f"{path.name} is not a flat contiguous array (shape {array.shape})")
+    return array
+
+
+def _first(mask: np.ndarray) -> int:
+    return int(np.flatnonzero(mask)[0])
+
+
+def check_forest(nodes: np.ndarray, roots: np.ndarray, depths: np.ndarray, n_features: int) -> None:
+    """Prove that forest.so's walk stays inside the arrays and ends on the leaves.
+
+    treeeval.c indexes with these numbers unchecked, so every index it follows must be in range:
+    roots and children in the node array, features in the row, `nan_right` 0 or 1 (it indexes the
+    two children). Beyond memory safety, each tree must be a tree (no node reached twice, no cycle,
+    leaves pointing at themselves) whose recorded depth is its deepest leaf, with finite
+    thresholds and leaf values, so the fixed-length walk returns what LightGBM would.
+
+    Raises:
+        InvalidForest: The first problem found, naming the array, the node and the value.
+    """
+    n_nodes, n_trees = len(nodes), len(roots)
+    if n_nodes == 0 or n_trees == 0:
+        raise InvalidForest(f"the forest is empty ({n_trees} trees, {n_nodes} nodes)")
+    if len(depths) != n_trees:
+        raise InvalidForest(f"{n_trees} roots but {len(depths)} depths")
+    for name, values in (("root", roots), ("left child", nodes["left"]), ("right child", nodes["right"])):
+        bad = (values < 0) | (values >= n_nodes)
+        if np.any(bad):
+            at = _first(bad)
+            raise InvalidForest(f"{name} {int(values[at])} at index {at} is outside the {n_nodes} nodes")
+    bad = (nodes["feature"] < 0) | (nodes["feature"] >= n_features)
+    if np.any(bad):
+        at = _first(bad)
+        raise InvalidForest(
+            f"node {at} reads feature {int(nodes['feature'][at])}; the model has {n_features}"
+        )
+    bad = (nodes["nan_right"] != 0) & (nodes["nan_right"] != 1)
+    if np.any(bad):
+        at = _first(bad)
+        raise InvalidForest(f"node {at} has nan_right {int(nodes['nan_right'][at])}; it must be 0 or 1")
+    index = np.arange(n_nodes, dtype=np.int64)
+    leaf = (nodes["left"] == index) & (nodes["right"] == index)
+    bad = ~leaf & ~np.isfinite(nodes["threshold"])
+    if np.any(bad):
+        at = _first(bad)
+        raise InvalidForest(f"split node {at} has threshold {float(nodes['threshold'][at])}")
+    bad = ~np.isfinite(nodes["value"])
+    if np.any(bad):
+        at = _first(bad)
+        raise InvalidForest(f"node {at} has value {float(nodes['value'][at])}")
+    # Walk all trees level by level: each split node's children get the next level and its tree.
+    level = np.full(n_nodes, -1, dtype=np.int64)
+    tree = np.full(n_nodes, -1, dtype=np.int64)
+    frontier = roots.astype(np.int64)
+    # bincount, not np.unique: unique reaches into numpy.ma, which the serving image leaves out
+    if np.bincount(frontier, minlength=n_nodes).max() > 1:
+        raise InvalidForest("two trees share a root")
+    level[frontier], tree[frontier] = 0, np.arange(n_trees)
+    depth = 0
+    while True:
+        splits = frontier[~leaf[frontier]]
+        if len(splits) == 0:
+            break
+        depth += 1
+        children = np.concatenate((nodes["left"][splits], nodes["right"][splits])).astype(np.int64)
+        if np.bincount(children, minlength=n_nodes).max() > 1 or np.any(level[children] >= 0):
+            raise InvalidForest(f"a node is reached twice (a cycle or a shared subtree) at depth {depth}")
+        level[children] = depth
+        tree[children] = np.concatenate((tree[splits], tree[splits]))
+        frontier = children
+    if np.any(unreached := level < 0):
+        raise InvalidForest(f"node {_first(unreached)} belongs to no tree")
+    deepest = np.zeros(n_trees, dtype=np.int64)
+    np.maximum.at(deepest, tree, level)
+    bad = deepest != depths
+    if np.any(bad):
+        at = _first(bad)
+        raise InvalidForest(
+            f"tree {at} has depth {int(depths[at])} recorded but its deepest leaf is at {deepest[at]}"
+        )
+
+
 class CompiledModel:
     """Predicts house values (units of $100k) from raw rows in schema order.
 
@@ -49,19 +164,16 @@ class CompiledModel:
 
         Raises:
             OSError: forest.so cannot be loaded (built for another platform: retrain in the image).
-            ValueError: The arrays do not fit together.
+            InvalidForest: The forest's arrays are not what forest.so expects (see check_forest).
+            ValueError: The feature table does not fit.
         """
         model_dir = Path(model_dir)
         self.features = FeatureTransformer.load(model_dir)
         # Keep references: the C side only holds raw pointers into these arrays.
-        self._nodes = np.load(model_dir / NODES_FILE, allow_pickle=False)
-        self._roots = np.ascontiguousarray(np.load(model_dir / ROOTS_FILE), dtype=np.int32)
-        self._depths = np.ascontiguousarray(np.load(model_dir / DEPTHS_FILE), dtype=np.int32)
-        if self._nodes.dtype.itemsize != 32 or len(self._roots) != len(self._depths):
-            raise ValueError(f"{model_dir} holds an inconsistent forest; retrain")
-        features_used = self._nodes["feature"]
-        if len(features_used) and int(features_used.max()) >= N_FEATURES:
-            raise ValueError(f"{model_dir} was trained on more than {N_FEATURES} features; retrain")
+        self._nodes = _load_array(model_dir / NODES_FILE, NODE_DTYPE)
+        self._roots = _load_array(model_dir / ROOTS_FILE, INDEX_DTYPE)
+        self._depths = _load_array(model_dir / DEPTHS_FILE, INDEX_DTYPE)
+        check_forest(self._nodes, self._roots, self._depths, N_FEATURES)
         self._forest = _Forest(
             self._nodes.ctypes.data,
             self._roots.ctypes.data,

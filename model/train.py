@@ -20,12 +20,12 @@ import pandas as pd
 import sklearn
 
 from model import artifact, data, evaluate, forest, pipeline, profile, report
+from model.artifact import AUDIT_FILE
 from model.features import feature_names
 from model.runtime import CompiledModel
 from model.schema import FEATURE_NAMES, schema_as_dict
 
 DEFAULT_MODEL_DIR = "artifacts"
-AUDIT_FILE = "lightgbm_model.txt"
 SERVED_NAME = "LightGBM + geo features"  # short: the report puts it in figure titles
 
 
@@ -186,13 +186,12 @@ def train(out_dir: Path, max_test_rmse: float, *, with_cv: bool = True) -> dict[
                 "quality_gate": {"max_test_rmse": max_test_rmse},
                 "versions": library_versions(),
             },
+            # into the staged folder, hashed with the model: the whole artifact goes live in one move
+            report=lambda named: report.write_report(
+                stage / artifact.REPORT_DIR, predictor, parts, named, baselines
+            ),
         )
-    # After publishing, so the report can name the model's version; the version (the model files'
-    # hashes) does not change when metadata.json gains the report's entry.
-    summary = report.write_report(
-        out_dir / artifact.REPORT_DIR, CompiledModel(out_dir), parts, written, baselines
-    )
-    return artifact.add_to_metadata(out_dir, {"report": summary})
+    return written
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,6 +17,9 @@ typedef struct {
     int32_t child[2];  /* [left, right]; a leaf points at itself twice */
     int32_t nan_right; /* where NaN goes: 1 = right (LightGBM's missing-value rule, precomputed) */
 } Node;
+/* model/runtime.py's NODE_DTYPE mirrors this layout, and its check_forest() proves on load that
+ * every index below (roots, children, features, nan_right) is in range: nothing here checks. */
+_Static_assert(sizeof(Node) == 32, "Node must stay 32 bytes (NODE_DTYPE in model/runtime.py)");
 
 typedef struct {
     const Node *nodes;

@@ -9,17 +9,19 @@ from typing import Any
 import numpy as np
 
 from model import runtime
-from model.artifact import ArtifactError, verify_artifact
+from model.artifact import ArtifactError, pin, verify_artifact
 from model.schema import FEATURE_NAMES, TARGET_UNIT_USD, example_record
 
 
 class LoadedModel:
     """The verified artifact's compiled model; loaded once per worker at start-up."""
 
-    def __init__(self, model: runtime.CompiledModel, metadata: dict[str, Any]) -> None:
+    def __init__(self, model: runtime.CompiledModel, metadata: dict[str, Any], folder: Path) -> None:
         self._model = model
         self.metadata = metadata
         self.version: str = str(metadata["model_version"])
+        # the one published folder read at start-up; the report's files are served from it too
+        self.folder = folder
 
     @classmethod
     def load(cls, model_dir: Path) -> LoadedModel:
@@ -28,13 +30,18 @@ class LoadedModel:
         Raises:
             ArtifactError: Missing, corrupt, for another schema, or built for another platform.
         """
-        metadata = verify_artifact(model_dir)
+        # Resolved once: a publish during start-up cannot give metadata of one model, arrays of another.
+        folder = pin(model_dir)
+        metadata = verify_artifact(folder)
         try:
-            model = runtime.CompiledModel(model_dir)
+            model = runtime.CompiledModel(folder)
+        except runtime.InvalidForest as exc:
+            # hashes match, yet the arrays would send forest.so outside them: never walk them
+            raise ArtifactError(f"the forest in {folder} is unsafe to evaluate: {exc}; retrain") from None
         except (OSError, ValueError, KeyError) as exc:
             # e.g. forest.so compiled for another CPU architecture than this one
-            raise ArtifactError(f"the model in {model_dir} cannot be loaded here ({exc}); retrain") from None
-        return cls(model, metadata)
+            raise ArtifactError(f"the model in {folder} cannot be loaded here ({exc}); retrain") from None
+        return cls(model, metadata, folder)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Predict for an (n, 8) float64 matrix in schema order; values in units of $100k."""

@@ -51,7 +51,8 @@ def report_file(name: str) -> Response:
     suffix = name[name.rfind(".") :] if "." in name else ""
     if name not in _report()["files"] or suffix not in _MIMETYPES:
         raise NotFound(f"the report has no file {name!r}")
-    folder = current_app.config["SETTINGS"].model_dir / REPORT_DIR
+    # the folder the model was loaded from, not MODEL_DIR again: a publish since then swapped it
+    folder = current_app.extensions["predictor"].folder / REPORT_DIR
     # send_from_directory joins safely too; the allow-list above already rules out any other path.
     response = send_from_directory(folder.resolve(), name, mimetype=_MIMETYPES[suffix], max_age=MAX_AGE_S)
     response.headers["X-Content-Type-Options"] = "nosniff"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import shutil
 import socket
 import subprocess
 import threading
@@ -16,6 +17,7 @@ import pytest
 from model.schema import example_record
 from testkit.live import GUNICORN, ROOT, gunicorn
 from testkit.ports import free_port
+from tests.test_artifact import corrupt
 
 pytestmark = pytest.mark.slow
 
@@ -156,11 +158,20 @@ def test_a_request_is_answered_while_one_worker_computes_a_batch_of_10000(traine
 
 @pytest.mark.parametrize(
     ("damage", "reason"),
-    [("missing", "metadata.json missing"), ("corrupt", "does not match its recorded sha256")],
+    [
+        ("missing", "metadata.json missing"),
+        ("corrupt", "does not match its recorded sha256"),
+        # hashes that match, arrays that would send forest.so outside them
+        ("unsafe_forest", "unsafe to evaluate: left child"),
+    ],
 )
 def test_server_refuses_to_start_with_one_clear_line(tmp_path, trained_model_dir, damage, reason):
     model_dir = tmp_path / "model"
-    model_dir.mkdir()
+    if damage == "unsafe_forest":
+        shutil.copytree(trained_model_dir, model_dir)
+        corrupt(model_dir, "child_out_of_range")
+    else:
+        model_dir.mkdir()
     if damage == "corrupt":
         for item in trained_model_dir.iterdir():
             if item.is_file():

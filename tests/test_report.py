@@ -155,11 +155,12 @@ def test_report_shows_random_split_and_spatial_cv_beside_the_plain_lightgbm(inpu
     assert "GroupKFold" in cv_section
 
 
-def test_recording_the_report_keeps_the_models_version(trained_model_dir, metadata):
-    # the server verifies the model against metadata.json, report entry and all
+def test_the_report_is_published_and_hashed_with_the_model_and_keeps_its_version(trained_model_dir, metadata):
+    # the server verifies the model and every report file against metadata.json
     assert LoadedModel.load(trained_model_dir).version == metadata["model_version"]
+    assert all(f"{artifact.REPORT_DIR}/{name}" in metadata["files"] for name in metadata["report"]["files"])
     with pytest.raises(ValueError, match="model_version"):
-        artifact.add_to_metadata(trained_model_dir, {"model_version": "0" * 12})
+        artifact.publish(trained_model_dir, trained_model_dir, {"model_version": "0" * 12})
 
 
 @pytest.fixture(scope="module")
@@ -287,6 +288,8 @@ def test_a_model_without_a_report_says_so_with_a_404(trained_model_dir, tmp_path
     shutil.copytree(trained_model_dir, old, ignore=shutil.ignore_patterns(artifact.REPORT_DIR))
     meta = json.loads((old / artifact.METADATA_FILE).read_text())
     del meta["report"]
+    meta["files"] = {name: digest for name, digest in meta["files"].items() if not name.startswith("report/")}
+    meta["artifact_digest"] = artifact.digest_of(meta["files"])
     (old / artifact.METADATA_FILE).write_text(json.dumps(meta))
     client = create_app({"SETTINGS": ServiceSettings(model_dir=old)}).test_client()
     response = client.get("/report")

@@ -225,7 +225,9 @@ def test_the_provider_travels_to_pulumis_provider_process_by_value(tmp_path: Pat
 
 
 def test_the_fleet_registers_the_wait_after_its_group(fleet: Deployment) -> None:
-    (wait_resource,) = [r for r in fleet.of_type("pulumi-python:dynamic:Resource") if r.name == "cali-rollout"]
+    (wait_resource,) = [
+        r for r in fleet.of_type("pulumi-python:dynamic:Resource") if r.name == "cali-rollout"
+    ]
     group = fleet.one("aws:autoscaling/group:Group")
     assert group.urn in wait_resource.dependencies
     assert wait_resource.inputs["group"] == group.inputs.get("name", "cali-asg")
