@@ -568,3 +568,17 @@ def test_smoke_admits_the_runner_before_and_always_withdraws_it_after() -> None:
     assert (
         job("pipeline.yml", "deploy")["outputs"]["ingress_group"] == "${{ steps.up.outputs.ingress_group }}"
     )
+
+
+@pytest.mark.parametrize("job_id", ["deploy", "deploy-staging"])
+def test_the_readiness_gate_is_told_the_tested_build_before_up(job_id: str) -> None:
+    deploy = job("pipeline.yml", job_id)
+    names = [s["name"] for s in deploy["steps"]]
+    (tell,) = [s for s in deploy["steps"] if "expectModelVersion" in s.get("run", "")]
+    (up,) = [s for s in steps_using(deploy, "pulumi/actions") if s.get("with", {}).get("command") == "up"]
+    assert names.index(tell["name"]) < names.index(up["name"])
+    assert "expectRevision" in tell["run"]
+    assert tell["env"] == {
+        "MODEL_VERSION": "${{ steps.publish.outputs.model_version }}",
+        "REVISION": "${{ steps.publish.outputs.revision }}",
+    }

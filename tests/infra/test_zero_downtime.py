@@ -14,6 +14,8 @@ import sys
 
 import pytest
 
+from infra.config import ConfigError as StackConfigError
+from infra.config import git_revision
 from infra.readiness import READY_TIMEOUT_S, ReadinessProvider
 from service.config import ConfigError, ServiceSettings
 from service.timeouts import LOAD_BALANCER_IDLE_TIMEOUT_S
@@ -206,3 +208,34 @@ def test_access_logs_can_be_turned_off() -> None:
     deployment = run_program(cli_config(mode="fleet", fleetAccessLogs=False))
     assert "accessLogs" not in deployment.one(BALANCER).inputs
     assert [b.name for b in deployment.of_type(BUCKET)] == ["cali-state-bucket"]
+
+
+# --- which build the gate waits for (the identity a build carries, issue 13) -------------------
+
+MODEL_VERSION = "abcdef0123456789"
+REVISION = "0123456789abcdef0123456789abcdef01234567"
+
+
+def test_the_gate_waits_for_the_build_ci_read_off_the_tested_image() -> None:
+    run = run_program(cli_config(expectModelVersion=MODEL_VERSION, expectRevision=REVISION))
+    gate = run.one(GATE)
+    assert (gate.inputs["model_version"], gate.inputs["revision"]) == (MODEL_VERSION, REVISION)
+
+
+def test_an_image_the_program_builds_must_answer_with_this_checkouts_revision(prod: Deployment) -> None:
+    gate = prod.one(GATE)
+    assert gate.inputs["revision"] == git_revision(ROOT)
+    assert gate.inputs["model_version"] == ""  # known only once the build has trained it
+
+
+def test_a_rollback_without_expectations_is_gated_on_readiness_alone() -> None:
+    # the image of an earlier build carries the commit that first built it, which this checkout
+    # cannot know: the gate then waits for /ready alone (the smoke test checks the identity)
+    gate = run_program(cli_config(imageDigest="sha256:" + "cd" * 32)).one(GATE)
+    assert (gate.inputs["model_version"], gate.inputs["revision"]) == ("", "")
+
+
+@pytest.mark.parametrize(("key", "value"), [("expectModelVersion", "NOT-HEX"), ("expectRevision", "main")])
+def test_a_malformed_expected_identity_is_refused_naming_its_key(key: str, value: str) -> None:
+    with pytest.raises(StackConfigError, match=key):
+        run_program(cli_config(**{key: value}))
