@@ -2,7 +2,7 @@
 
 Defaults live in `Pulumi.yaml` (the CLI applies them), so every key is read with `require*` here;
 this module adds what Pulumi's types cannot say: which CIDRs, ports, instance types and retention
-periods are allowed. A bad value raises `ConfigError` naming the key and what it accepts.
+periods are allowed. A bad value raises `StackConfigError` naming the key and what it accepts.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ STATE_OWNER_STACK = "prod"
 SCALING_METRICS = ("cpu", "requests")
 
 
-class ConfigError(ValueError):
+class StackConfigError(ValueError):
     """A config value is invalid; carries the key and what it allows."""
 
     def __init__(self, key: str, value: object, allowed: str) -> None:
@@ -127,21 +127,21 @@ def check_cidrs(key: str, value: object) -> tuple[str, ...]:
     """Each entry must be an IPv4 network in canonical form (host bits zero)."""
     allowed = "a non-empty list of IPv4 networks such as 203.0.113.0/24 or 0.0.0.0/0"
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        raise ConfigError(key, value, allowed)
+        raise StackConfigError(key, value, allowed)
     for cidr in value:
         try:
             network = ipaddress.ip_network(cidr, strict=True)
         except ValueError as err:
-            raise ConfigError(key, cidr, f"{allowed} ({err})") from None
+            raise StackConfigError(key, cidr, f"{allowed} ({err})") from None
         if network.version != 4 or "/" not in cidr:
-            raise ConfigError(key, cidr, allowed)
+            raise StackConfigError(key, cidr, allowed)
     return tuple(value)
 
 
 def check_port(key: str, value: int) -> int:
     """A TCP port the public may reach; never 22, since the server has no SSH."""
     if not 1 <= value <= 65535 or value == 22:
-        raise ConfigError(key, value, "an integer from 1 to 65535, not 22 (use Session Manager, not SSH)")
+        raise StackConfigError(key, value, "an integer from 1 to 65535, not 22 (use Session Manager, not SSH)")
     return value
 
 
@@ -149,9 +149,9 @@ def check_instance_type(key: str, value: str) -> str:
     """An EC2 type name on x86_64, since the image is built for linux/amd64."""
     match = _INSTANCE_TYPE.match(value)
     if match is None:
-        raise ConfigError(key, value, "an EC2 instance type name such as t3.small or m6i.large")
+        raise StackConfigError(key, value, "an EC2 instance type name such as t3.small or m6i.large")
     if "g" in match["attrs"] or match["family"] == "a":
-        raise ConfigError(
+        raise StackConfigError(
             key, value, "an x86_64 type (the image is linux/amd64), not Graviton; e.g. t3.small"
         )
     return value
@@ -160,21 +160,21 @@ def check_instance_type(key: str, value: str) -> str:
 def check_choice(key: str, value: T, choices: tuple[T, ...]) -> T:
     """One of a fixed set of values."""
     if value not in choices:
-        raise ConfigError(key, value, f"one of {', '.join(map(str, choices))}")
+        raise StackConfigError(key, value, f"one of {', '.join(map(str, choices))}")
     return value
 
 
 def check_range(key: str, value: int, low: int, high: int) -> int:
     """An integer within [low, high]."""
     if not low <= value <= high:
-        raise ConfigError(key, value, f"an integer from {low} to {high}")
+        raise StackConfigError(key, value, f"an integer from {low} to {high}")
     return value
 
 
 def check_pattern(key: str, value: str, pattern: re.Pattern[str], allowed: str) -> str:
     """A string matching a pattern (empty strings are handled by the caller)."""
     if not pattern.match(value):
-        raise ConfigError(key, value, allowed)
+        raise StackConfigError(key, value, allowed)
     return value
 
 
@@ -183,9 +183,9 @@ def check_fleet_sizes(min_size: int, max_size: int, desired: int) -> tuple[int, 
     check_range("fleetMinSize", min_size, 1, 100)
     check_range("fleetMaxSize", max_size, 1, 100)
     if min_size > max_size:
-        raise ConfigError("fleetMinSize", min_size, f"at most fleetMaxSize ({max_size})")
+        raise StackConfigError("fleetMinSize", min_size, f"at most fleetMaxSize ({max_size})")
     if not min_size <= desired <= max_size:
-        raise ConfigError(
+        raise StackConfigError(
             "fleetDesiredSize", desired, f"from fleetMinSize ({min_size}) to fleetMaxSize ({max_size})"
         )
     return min_size, max_size, desired
@@ -195,17 +195,17 @@ def check_domain(domain: str, zone: str) -> tuple[str, str]:
     """Both empty (plain HTTP), or a DNS name inside the named public hosted zone."""
     zone = zone.removesuffix(".")
     if zone and not _DNS_NAME.match(zone):
-        raise ConfigError("hostedZone", zone, "a Route 53 public hosted zone's name, e.g. example.com")
+        raise StackConfigError("hostedZone", zone, "a Route 53 public hosted zone's name, e.g. example.com")
     if not domain:
         if zone:
-            raise ConfigError("domain", domain, f"a name in {zone} (e.g. api.{zone}) since hostedZone is set")
+            raise StackConfigError("domain", domain, f"a name in {zone} (e.g. api.{zone}) since hostedZone is set")
         return "", ""
     if not _DNS_NAME.match(domain):
-        raise ConfigError("domain", domain, "a lower-case DNS name such as api.example.com")
+        raise StackConfigError("domain", domain, "a lower-case DNS name such as api.example.com")
     if not zone:
-        raise ConfigError("hostedZone", zone, f"the Route 53 public hosted zone {domain} belongs to")
+        raise StackConfigError("hostedZone", zone, f"the Route 53 public hosted zone {domain} belongs to")
     if domain != zone and not domain.endswith(f".{zone}"):
-        raise ConfigError("domain", domain, f"a name in the hosted zone {zone} (hostedZone)")
+        raise StackConfigError("domain", domain, f"a name in the hosted zone {zone} (hostedZone)")
     return domain, zone
 
 
@@ -248,7 +248,7 @@ def load(repo: Path) -> StackSettings:
         The validated settings.
 
     Raises:
-        ConfigError: A value is outside what the key allows.
+        StackConfigError: A value is outside what the key allows.
     """
     try:
         return _load(repo)
@@ -257,7 +257,7 @@ def load(repo: Path) -> StackSettings:
         kind = {"int": "an integer", "bool": "true or false", "JSON object": "a list (YAML sequence)"}.get(
             err.expect_type, err.expect_type
         )
-        raise ConfigError(key, err.value, kind) from None
+        raise StackConfigError(key, err.value, kind) from None
 
 
 def _load(repo: Path) -> StackSettings:

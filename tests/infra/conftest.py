@@ -306,7 +306,7 @@ def run_program(
             answers it (that function itself is proven against moto in test_image.py). Default: nothing.
 
     Raises:
-        Whatever the program raises (e.g. infra.config.ConfigError).
+        Whatever the program raises (e.g. infra.config.StackConfigError).
     """
     deployment = Deployment() if deployment is None else deployment
     mocks = RecordingMocks(deployment)

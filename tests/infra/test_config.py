@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from infra.config import ConfigError, git_revision
+from infra.config import StackConfigError, git_revision
 from tests.infra.conftest import (
     PROJECT,
     Deployment,
@@ -85,7 +85,7 @@ def test_project_runs_python_from_the_repository_venv() -> None:
 )
 def test_invalid_config_fails_before_any_resource_naming_the_key(key: str, value: Any, says: str) -> None:
     deployment = Deployment()
-    with pytest.raises(ConfigError) as raised:
+    with pytest.raises(StackConfigError) as raised:
         run_program(cli_config(**{key: value}), deployment)
     assert raised.value.key == key
     assert f"{PROJECT}:{key}" in str(raised.value)

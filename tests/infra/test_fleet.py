@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from infra.config import ConfigError
+from infra.config import StackConfigError
 from infra.endpoints import SERVING_SERVICES, SESSION_MANAGER_SERVICES
 from infra.load_balancer import TLS_POLICY
 from tests.infra.conftest import (
@@ -472,7 +472,7 @@ def test_invalid_fleet_config_fails_before_any_resource_naming_the_key(
     overrides: dict[str, object], key: str, says: str, mode: str
 ) -> None:
     deployment = Deployment()
-    with pytest.raises(ConfigError) as raised:
+    with pytest.raises(StackConfigError) as raised:
         run_program(cli_config(**{"mode": mode, **overrides}), deployment)
     assert raised.value.key == key
     assert f"{PROJECT}:{key}" in str(raised.value)

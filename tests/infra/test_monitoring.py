@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from infra.config import ConfigError
+from infra.config import StackConfigError
 from model.schema import FEATURE_NAMES
 from service import telemetry
 from tests.infra.conftest import Deployment, cli_config, run_program
@@ -138,5 +138,5 @@ def test_alert_email_subscribes_to_the_topic() -> None:
 
 
 def test_a_malformed_alert_email_names_the_key() -> None:
-    with pytest.raises(ConfigError, match="alertEmail"):
+    with pytest.raises(StackConfigError, match="alertEmail"):
         run_program(cli_config("prod", alertEmail="not an address"))

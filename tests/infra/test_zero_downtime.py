@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from infra.config import ConfigError as StackConfigError
+from infra.config import StackConfigError
 from infra.config import git_revision
 from infra.readiness import READY_TIMEOUT_S, ReadinessProvider
 from service.config import ConfigError, ServiceSettings
