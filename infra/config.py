@@ -141,7 +141,9 @@ def check_cidrs(key: str, value: object) -> tuple[str, ...]:
 def check_port(key: str, value: int) -> int:
     """A TCP port the public may reach; never 22, since the server has no SSH."""
     if not 1 <= value <= 65535 or value == 22:
-        raise StackConfigError(key, value, "an integer from 1 to 65535, not 22 (use Session Manager, not SSH)")
+        raise StackConfigError(
+            key, value, "an integer from 1 to 65535, not 22 (use Session Manager, not SSH)"
+        )
     return value
 
 
@@ -198,7 +200,9 @@ def check_domain(domain: str, zone: str) -> tuple[str, str]:
         raise StackConfigError("hostedZone", zone, "a Route 53 public hosted zone's name, e.g. example.com")
     if not domain:
         if zone:
-            raise StackConfigError("domain", domain, f"a name in {zone} (e.g. api.{zone}) since hostedZone is set")
+            raise StackConfigError(
+                "domain", domain, f"a name in {zone} (e.g. api.{zone}) since hostedZone is set"
+            )
         return "", ""
     if not _DNS_NAME.match(domain):
         raise StackConfigError("domain", domain, "a lower-case DNS name such as api.example.com")

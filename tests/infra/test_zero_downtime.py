@@ -14,8 +14,7 @@ import sys
 
 import pytest
 
-from infra.config import StackConfigError
-from infra.config import git_revision
+from infra.config import StackConfigError, git_revision
 from infra.readiness import READY_TIMEOUT_S, ReadinessProvider
 from service.config import ConfigError, ServiceSettings
 from service.timeouts import LOAD_BALANCER_IDLE_TIMEOUT_S
