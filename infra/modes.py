@@ -70,6 +70,7 @@ def single(settings: StackSettings, base: Foundation) -> dict[str, pulumi.Output
             tags=tags,
             host_port=settings.app_port,
             expected_build=base.expected_build,
+            alarm_topic_arn=base.monitoring.topic_arn,
         ),
     )
     port_suffix = "" if settings.app_port == 80 else f":{settings.app_port}"

@@ -52,6 +52,8 @@ class ServerArgs:
         host_port: The port the boot script publishes the app on (the gate asks it on loopback).
         expected_build: /ready's identity keys (model_version, revision) and the values the build
             being deployed reports; the address moves only to a server that reports them.
+        alarm_topic_arn: The SNS topic the recovery alarm also tells (infra/monitoring.py), so an
+            operator hears that the host failed; empty: it only acts.
         ready_timeout_s: How long a replacement may take to become ready before `up` fails.
     """
 
@@ -67,6 +69,7 @@ class ServerArgs:
     tags: dict[str, str]
     host_port: int = 80
     expected_build: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    alarm_topic_arn: pulumi.Input[str] = ""
     ready_timeout_s: int = READY_TIMEOUT_S
 
 
@@ -157,7 +160,8 @@ class Server(pulumi.ComponentResource):
             evaluation_periods=2,
             comparison_operator="GreaterThanThreshold",
             threshold=0,
-            alarm_actions=[f"arn:aws:automate:{args.region}:ec2:recover"],
+            alarm_actions=[f"arn:aws:automate:{args.region}:ec2:recover"]
+            + ([args.alarm_topic_arn] if args.alarm_topic_arn else []),
             tags=tags("recover"),
             opts=child,
         )

@@ -38,7 +38,7 @@ def deployment(request, prod: Deployment, fleet: Deployment) -> Deployment:
 
 
 def monitoring_alarms(deployment: Deployment) -> list:
-    """The alarms of the Monitoring component (the server's own recovery alarm acts, not notifies)."""
+    """The alarms of the Monitoring component (the server's own recovery alarm also acts)."""
     return [a for a in deployment.of_type(ALARM) if "cali:aws:Monitoring$" in a.urn]
 
 
@@ -60,6 +60,9 @@ def test_every_alarm_notifies_the_topic(deployment: Deployment) -> None:
     for alarm in alarms:
         assert alarm.inputs["alarmActions"] == [topic.inputs["arn"]], alarm.name
         assert alarm.inputs["okActions"] == [topic.inputs["arn"]], alarm.name
+    # every alarm of the stack, the server's recovery alarm (which also acts: EC2 recover) included
+    for alarm in deployment.of_type(ALARM):
+        assert topic.inputs["arn"] in alarm.inputs["alarmActions"], alarm.name
 
 
 def test_alarms_read_only_metrics_the_service_writes(deployment: Deployment) -> None:

@@ -143,7 +143,10 @@ def test_recovery_alarm_recovers_the_instance_on_system_check_failure(prod: Depl
     ]
     assert alarm["metricName"] == "StatusCheckFailed_System"
     assert alarm["dimensions"] == {"InstanceId": "cali-instance-id"}
-    assert alarm["alarmActions"] == [f"arn:aws:automate:{REGION}:ec2:recover"]
+    recover, *notify = alarm["alarmActions"]
+    assert recover == f"arn:aws:automate:{REGION}:ec2:recover"
+    (topic,) = prod.of_type("aws:sns/topic:Topic")
+    assert notify == [topic.inputs["arn"]]  # and the operator hears of it
 
 
 def test_state_bucket_is_adopted_not_created(prod: Deployment) -> None:
