@@ -236,8 +236,7 @@ RESOURCE_TYPES: dict[str, tuple[Grant, ...]] = {
         read("ecr:GetLifecyclePolicy", on=[ECR_REPO]),
         write("ecr:PutLifecyclePolicy", "ecr:DeleteLifecyclePolicy", on=[ECR_REPO]),
     ),
-    # pulumi-docker's Image (today) and, issue 13, pulumi-docker-build's: a docker push to the repository.
-    "docker:index/image:Image": ECR_IMAGE,
+    # pulumi-docker-build's Image (infra/image.py): a docker push to the repository, and its cache.
     "docker-build:index:Image": ECR_IMAGE,
     # --- logs, alarms, dashboards, notifications (issue 15)
     "aws:cloudwatch/logGroup:LogGroup": (
