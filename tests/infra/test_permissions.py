@@ -40,6 +40,8 @@ ACCEPTED_FINDINGS = [
     # SNS defines no resource for these; the statement is pinned to the region instead.
     ("RESOURCE_MISMATCH", "sns:GetSubscriptionAttributes"),
 ]
+
+
 @pytest.fixture(scope="module", params=["prod", "fleet", "fleet_https"])
 def deployment(request: pytest.FixtureRequest) -> Deployment:
     """Each way the program is deployed: single mode, fleet, fleet with HTTPS."""
