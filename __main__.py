@@ -70,10 +70,9 @@ monitoring = Monitoring(
 )
 # What a new single server's /ready must report before it gets the address: what CI read off the
 # tested image, else the revision this checkout bakes into an image the program builds itself.
-builds_here = not settings.image_digest and existing_digest is None
 expected_build = {
     "model_version": settings.expect_model_version,
-    "revision": settings.expect_revision or (settings.revision if builds_here else ""),
+    "revision": settings.expect_revision or (settings.revision if image.source == "build" else ""),
 }
 foundation = modes.Foundation(
     network=network,
