@@ -232,7 +232,7 @@ def git_revision(repo: Path) -> str:
 
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_BUCKET_ALLOWED = "an S3 bucket name (3-63 of a-z 0-9 . -); `python -m infra.bootstrap` prints yours"
+_BUCKET_ALLOWED = "an S3 bucket name (3-63 of a-z 0-9 . -); `python -m account.bootstrap` prints yours"
 _IMAGE_TAG_ALLOWED = (
     "empty (the content tag, infra/release.py) or a Docker tag: letters, digits, _ . -, at most 128"
 )

@@ -15,7 +15,7 @@ class StateBucketArgs:
     """Arguments for StateBucket.
 
     Attributes:
-        bucket_name: The name `python -m infra.bootstrap` created (it is adopted, not created).
+        bucket_name: The name `python -m account.bootstrap` created (it is adopted, not created).
         noncurrent_days: Days an overwritten state file's old version is kept before it expires.
     """
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from infra import bootstrap, permissions
+from account import bootstrap, permissions
 
 ROOT = Path(__file__).resolve().parent.parent
 GITHUB = ROOT / ".github"

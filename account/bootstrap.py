@@ -1,10 +1,10 @@
-"""Create what Pulumi and CI need before Pulumi can run: `python -m infra.bootstrap --github-repo OWNER/REPO`.
+"""Create what Pulumi and CI need before Pulumi can run: `python -m account.bootstrap --github-repo OWNER/REPO`.
 
 A stack cannot keep its state in a bucket it has not created yet, so this makes the bucket with
 boto3, hardened exactly as `infra.state_bucket.StateBucket` declares it (both read
 `infra.state_hardening`); the program then imports it. Beside it: the KMS key Pulumi encrypts the
 stack's secrets with (rotated, under an alias; no passphrase), and with --github-repo GitHub's OIDC
-provider and CI's two roles, whose policies `infra.permissions` derives from the program.
+provider and CI's two roles, whose policies `account.permissions` derives from the program.
 
 Every setting is read, compared and only written when it differs, so a second run changes nothing and
 says so, a run that died half-way is repaired, and a policy widened by hand is printed as a
@@ -27,7 +27,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from infra import permissions as perms
+from account import permissions as perms
 from infra import state_hardening as hardening
 
 
@@ -316,7 +316,7 @@ def ensure_kms_key(kms: Any) -> tuple[str, list[str]]:
     metadata = _absent_on("NotFoundException")(lambda: kms.describe_key(KeyId=perms.KMS_ALIAS)["KeyMetadata"])
     if metadata is None:
         metadata = kms.create_key(
-            Description="Pulumi secrets provider of the cali-housing stacks (python -m infra.bootstrap)",
+            Description="Pulumi secrets provider of the cali-housing stacks (python -m account.bootstrap)",
             KeyUsage="ENCRYPT_DECRYPT",
             KeySpec="SYMMETRIC_DEFAULT",
             Tags=[{"TagKey": perms.TAG_KEY, "TagValue": perms.TAG_VALUE}],
@@ -353,7 +353,7 @@ def ensure_managed_policy(
         iam.create_policy(
             PolicyName=name,
             PolicyDocument=body,
-            Description="cali-housing CI: reads of what the stack holds (python -m infra.bootstrap)",
+            Description="cali-housing CI: reads of what the stack holds (python -m account.bootstrap)",
             Tags=[{"Key": perms.TAG_KEY, "Value": perms.TAG_VALUE}],
         )
         return arn, [f"created policy {name}"]
@@ -511,8 +511,8 @@ _GITHUB_REPO = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
-    """Entry point of `python -m infra.bootstrap`; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m infra.bootstrap", description=__doc__.splitlines()[0])
+    """Entry point of `python -m account.bootstrap`; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m account.bootstrap", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--region", help="AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, your profile's)"
     )

@@ -1,4 +1,4 @@
-"""`python -m infra.bootstrap` against a moto server over real HTTP: fresh, again, and half-done."""
+"""`python -m account.bootstrap` against a moto server over real HTTP: fresh, again, and half-done."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from infra import permissions, state_hardening
-from infra.bootstrap import ensure_kms_key, ensure_oidc_provider, ensure_state_bucket, main, resolve_region
+from account import permissions
+from infra import state_hardening
+from account.bootstrap import ensure_kms_key, ensure_oidc_provider, ensure_state_bucket, main, resolve_region
 from tests.infra.conftest import ROOT, MotoServer
 
 REGION = "eu-west-1"
@@ -131,7 +132,7 @@ READ_ARN = f"arn:aws:iam::{ACCOUNT}:policy/{permissions.READ_POLICY}"
 
 
 def bootstrap(server: MotoServer, *extra: str) -> int:
-    """One run of `python -m infra.bootstrap --github-repo ...` against the stand-in."""
+    """One run of `python -m account.bootstrap --github-repo ...` against the stand-in."""
     return main(["--region", REGION, "--endpoint-url", server.url, "--github-repo", GITHUB_REPO, *extra])
 
 
@@ -374,7 +375,7 @@ def documented_bootstrap_commands() -> list[tuple[str, str]]:
         for block in shell_blocks(path.read_text()):
             for line in block:
                 command = line.split("  #", 1)[0].strip()
-                if "-m infra.bootstrap" in command:
+                if "-m account.bootstrap" in command:
                     found.append((path.name, command))
     return found
 

@@ -13,7 +13,7 @@ from typing import Any
 import parliament
 import pytest
 
-from infra import permissions as perms
+from account import permissions as perms
 from tests.infra.conftest import ACCOUNT, REGION, STATE_BUCKET, Deployment, Registered
 
 SCOPE = perms.Scope(
@@ -55,12 +55,12 @@ def registered_types(deployment: Deployment) -> set[str]:
 
 def test_every_type_the_program_registers_has_its_permissions_in_the_table(deployment: Deployment) -> None:
     missing = sorted(registered_types(deployment) - set(perms.RESOURCE_TYPES))
-    assert missing == [], f"add these types to infra/permissions.py RESOURCE_TYPES: {missing}"
+    assert missing == [], f"add these types to account/permissions.py RESOURCE_TYPES: {missing}"
 
 
 def test_every_data_source_the_program_calls_has_its_permissions_in_the_table(deployment: Deployment) -> None:
     missing = sorted({token for token, _ in deployment.calls} - set(perms.INVOKES))
-    assert missing == [], f"add these invokes to infra/permissions.py INVOKES: {missing}"
+    assert missing == [], f"add these invokes to account/permissions.py INVOKES: {missing}"
 
 
 def _sdk_source(package: str) -> str:

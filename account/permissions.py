@@ -4,7 +4,7 @@
 actions its provider calls to create, read, update and delete it, each with the resources it may act
 on; `INVOKES` does the same for the data sources the program calls. `read_policy` (both roles) and
 `deploy_policy` (the deploy role's writes) render them into documents that `python -m
-infra.bootstrap` puts in place. `tests/infra/test_permissions.py` runs the real program under mocks
+account.bootstrap` puts in place. `tests/account/test_permissions.py` runs the real program under mocks
 in both modes and fails when it registers a type (or calls an invoke) this table lacks, and lints
 the documents with parliament.
 

@@ -1,0 +1,8 @@
+"""The one-time account setup: what must exist before `pulumi up` can run, made with boto3.
+
+`python -m account.bootstrap` (or `make bootstrap`) makes the state bucket, the secrets key and, for
+CI, GitHub's OIDC provider and the CI roles, whose policies `account.permissions` derives from the
+program in `infra/`. Data flows one way: this package reads facts the program declares
+(`infra.state_hardening`, the names in `infra.release`); the program never imports this package.
+No Pulumi import anywhere here: it runs before Pulumi is set up.
+"""
