@@ -1,4 +1,4 @@
-"""Create what Pulumi and CI need before Pulumi can run: `python -m account.bootstrap --github-repo OWNER/REPO`.
+"""Create what Pulumi and CI need before Pulumi can run: `python -m account.bootstrap --github-repo O/R`.
 
 A stack cannot keep its state in a bucket it has not created yet, so this makes the bucket with
 boto3, hardened exactly as `infra.state_bucket.StateBucket` declares it (both read

@@ -15,8 +15,8 @@ import pytest
 from botocore.stub import Stubber
 
 from account import permissions
-from infra import state_hardening
 from account.bootstrap import ensure_kms_key, ensure_oidc_provider, ensure_state_bucket, main, resolve_region
+from infra import state_hardening
 from tests.infra.conftest import ROOT, MotoServer
 
 REGION = "eu-west-1"
