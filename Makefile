@@ -23,7 +23,7 @@ endif
 TRAIN_STAMP := $(VENV)/.train-installed
 DEV_STAMP := $(VENV)/.dev-installed
 
-.PHONY: help venv dev train report run test lint bench rehearse docker docker-run bench-docker soak
+.PHONY: help venv dev train report run test lint bench rehearse docker docker-run bench-docker soak bootstrap
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -103,3 +103,9 @@ bench-docker: $(DEV_STAMP) ## image size, cold and warm build time, time to read
 
 soak: $(DEV_STAMP) docker ## 5 min at concurrency 32 against the container: errors, p99 drift, RSS -> bench/results.json
 	$(BIN)/python -m bench.soak --image $(IMAGE):latest
+
+# The one-time account setup (docs/deploy.md, section 1). boto3 comes with the dev tools, so this works
+# from a fresh clone: `make bootstrap GITHUB_REPO=OWNER/REPO` (without GITHUB_REPO: no CI identities).
+GITHUB_REPO ?=
+bootstrap: $(DEV_STAMP) ## one-time account setup: state bucket, secrets key, image repositories, CI roles
+	$(BIN)/python -m account.bootstrap $(if $(GITHUB_REPO),--github-repo $(GITHUB_REPO))
