@@ -9,6 +9,12 @@ import pulumi
 import pulumi_aws as aws
 
 SSM_CORE_POLICY = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+# Every role the program makes lives under this IAM path and carries this permissions boundary
+# (made by `python -m account.bootstrap`): the deploy role may create and change roles only there and
+# only with that boundary, so it can neither reach CI's own roles (at "/") nor make a role that does
+# more than the boundary allows (account/permissions.py boundary_policy).
+PROGRAM_ROLE_PATH = "/cali-housing-program/"
+PERMISSIONS_BOUNDARY_POLICY = "cali-housing-program-boundary"
 
 # What `docker pull` from ECR needs, and no more.
 ECR_PULL_ACTIONS = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
@@ -65,6 +71,30 @@ def server_policy(repository_arn: str, log_group_arn: str) -> str:
     )
 
 
+def boundary_arn(account: str) -> str:
+    """The ARN of the permissions boundary every program role carries."""
+    return f"arn:aws:iam::{account}:policy/{PERMISSIONS_BOUNDARY_POLICY}"
+
+
+def program_role(
+    name: str, assume_role_policy: pulumi.Input[str], tags: dict[str, str], opts: pulumi.ResourceOptions
+) -> aws.iam.Role:
+    """A role of the program: under PROGRAM_ROLE_PATH, capped by the permissions boundary.
+
+    A changed path replaces the role (an IAM role cannot move); its auto-name keeps the new one
+    apart from the old until Pulumi deletes that at the end of the `up`.
+    """
+    account = aws.get_caller_identity_output().account_id
+    return aws.iam.Role(
+        name,
+        assume_role_policy=assume_role_policy,
+        path=PROGRAM_ROLE_PATH,
+        permissions_boundary=account.apply(boundary_arn),
+        tags=tags,
+        opts=opts,
+    )
+
+
 class ServerIdentity(pulumi.ComponentResource):
     """Role, inline least-privilege policy, SSM core attachment and the instance profile."""
 
@@ -79,9 +109,7 @@ class ServerIdentity(pulumi.ComponentResource):
                 {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
             ],
         }
-        self.role = aws.iam.Role(
-            f"{name}-role", assume_role_policy=json.dumps(assume), tags=args.tags, opts=child
-        )
+        self.role = program_role(f"{name}-role", json.dumps(assume), args.tags, child)
         aws.iam.RolePolicy(
             f"{name}-pull-and-log",
             role=self.role.id,

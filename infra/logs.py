@@ -9,6 +9,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra import state_hardening as hardening
+from infra.identity import program_role
 
 
 @dataclass
@@ -111,11 +112,11 @@ class FlowLogs(pulumi.ComponentResource):
             tags=args.tags,
             opts=child,
         )
-        role = aws.iam.Role(
+        role = program_role(
             f"{name}-flow-logs",
-            assume_role_policy=pulumi.Output.from_input(args.account_id).apply(flow_log_trust_policy),
-            tags=args.tags,
-            opts=child,
+            pulumi.Output.from_input(args.account_id).apply(flow_log_trust_policy),
+            args.tags,
+            child,
         )
         aws.iam.RolePolicy(
             f"{name}-flow-logs",

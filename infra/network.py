@@ -13,7 +13,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.logs import FlowLogs, FlowLogsArgs
-from infra.tags import named
+from infra.tags import RUNNER_ACCESS_TAG, named
 
 VPC_CIDR = "10.40.0.0/16"
 
@@ -155,7 +155,7 @@ class AppFirewall(pulumi.ComponentResource):
             vpc_id=args.vpc_id,
             ingress=ingress_rules(args.port, args.cidrs),
             egress=EGRESS_RULES,
-            tags=named(args.tags, name, "sg"),
+            tags={**named(args.tags, name, "sg"), **RUNNER_ACCESS_TAG},
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.security_group_id: pulumi.Output[str] = group.id
@@ -220,7 +220,7 @@ class FleetFirewall(pulumi.ComponentResource):
                     "cidr_blocks": [VPC_CIDR],
                 }
             ],
-            tags=named(args.tags, name, "lb-sg"),
+            tags={**named(args.tags, name, "lb-sg"), **RUNNER_ACCESS_TAG},
             opts=child,
         )
         instances = aws.ec2.SecurityGroup(

@@ -47,6 +47,29 @@ GATE_INPUTS = ("region", "instance_id", "port", "timeout_s", *IDENTITY_KEYS)
 _FINAL = frozenset({"Success", "Failed", "Cancelled", "TimedOut", "Cancelling"})
 
 
+# The error codes AWS answers a refused call with (SSM: AccessDeniedException; EC2:
+# UnauthorizedOperation; botocore's error shapes of both services).
+DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"})
+
+
+class AccessDenied(Exception):
+    """The deploying identity may not make a call the gate needs: no retry can change that."""
+
+    def __init__(self, action: str, detail: str) -> None:
+        self.action = action
+        super().__init__(
+            f"the deploying identity may not call {action} ({detail}); waiting cannot fix this: "
+            "put the account setup's policies in place (python -m account.bootstrap, docs/ci-cd.md)"
+        )
+
+
+def _refused(err: Exception, action: str) -> None:
+    """Raise AccessDenied naming `action` when `err` is AWS refusing it."""
+    error = getattr(err, "response", {}).get("Error", {})
+    if error.get("Code") in DENIED_CODES:
+        raise AccessDenied(action, f"{error.get('Code')}: {error.get('Message', '')}") from None
+
+
 class NotReady(Exception):
     """The server did not serve the expected build within the bound; carries the last reason."""
 
@@ -205,6 +228,7 @@ def ssm_probe(ssm: Any, instance_id: str, port: int, *, sleep: Callable[[float],
             Comment="cali-housing readiness gate",
         )
     except ClientError as err:
+        _refused(err, "ssm:SendCommand")
         # InvalidInstanceId until the agent has registered, a minute or so after launch.
         return Probe(None, detail=f"SSM cannot reach the instance yet ({err.response['Error']['Code']})")
     command_id = sent["Command"]["CommandId"]
@@ -213,6 +237,7 @@ def ssm_probe(ssm: Any, instance_id: str, port: int, *, sleep: Callable[[float],
         try:
             result = ssm.get_command_invocation(CommandId=command_id, InstanceId=instance_id)
         except ClientError as err:  # InvocationDoesNotExist for a moment after send_command
+            _refused(err, "ssm:GetCommandInvocation")
             if err.response["Error"]["Code"] != "InvocationDoesNotExist":
                 raise
             continue
@@ -236,7 +261,10 @@ def console_tail(ec2: Any, instance_id: str, lines: int = LOG_TAIL_LINES) -> str
     try:
         output = ec2.get_console_output(InstanceId=instance_id, Latest=True).get("Output", "")
     except ClientError as err:
-        return f"(console output unavailable: {err.response['Error']['Code']})"
+        code = err.response["Error"]["Code"]
+        if code in DENIED_CODES:
+            return f"(console output unavailable: may not call ec2:GetConsoleOutput, {code})"
+        return f"(console output unavailable: {code})"
     if not output:
         return "(the console output is still empty)"
     return "\n".join(output.splitlines()[-lines:])
@@ -254,6 +282,7 @@ def gate(
 
     Raises:
         NotReady: Not within `timeout_s`; carries the console's last lines.
+        AccessDenied: AWS refused a call the gate makes; raised at the first refusal, naming it.
     """
     import boto3
 

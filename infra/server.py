@@ -101,8 +101,12 @@ class Server(pulumi.ComponentResource):
                 "volume_size": args.root_volume_gb,
                 "encrypted": True,
                 "delete_on_termination": True,
-                "tags": tags("root"),
             },
+            # The root volume is tagged in RunInstances itself (a TagSpecification), so a policy
+            # can require the tag at creation; `root_block_device.tags` would be a CreateTags after
+            # it, refused by such a policy, and conflicts with this argument (pulumi_aws
+            # ec2/instance.py, the five kinds of tags; ec2/_inputs.py InstanceRootBlockDeviceArgs.tags).
+            volume_tags=tags("root"),
             monitoring=False,  # basic 5-minute metrics suffice for the recovery alarm; detailed ones cost
             user_data=args.user_data,
             # The boot script names the image digest: a new image means a fresh server, started

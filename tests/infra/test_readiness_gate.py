@@ -14,6 +14,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import boto3
 import pytest
@@ -225,3 +226,60 @@ def test_the_failure_carries_the_console_tail(instance_id: str) -> None:
     failed = NotReady("/ready answered 503", 900, tail)
     assert "last lines of the boot log" in str(failed)
     assert tail in str(failed)
+
+
+# --- a refused call stops the gate at once, naming the action (issue 24) ---------------------------
+
+
+def _stubbed(service: str) -> tuple[Any, Any]:
+    """A client of `service` and the Stubber that answers for it."""
+    from botocore.stub import Stubber
+
+    client = boto3.client(service, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")  # noqa: S106 - a stub
+    return client, Stubber(client)
+
+
+def test_a_refused_send_command_stops_the_gate_at_the_first_look_naming_the_action() -> None:
+    # botocore's Stubber answers as SSM does when the policy lacks ssm:SendCommand; the gate must not
+    # spend its 15 minutes retrying what no wait can fix.
+    ssm, stub = _stubbed("ssm")
+    stub.add_client_error(
+        "send_command", "AccessDeniedException", "not authorized to perform: ssm:SendCommand"
+    )
+    clock = FakeClock()
+    with stub, pytest.raises(readiness.AccessDenied) as refused:
+        wait(
+            lambda: readiness.ssm_probe(ssm, "i-0123456789abcdef0", 80, sleep=clock.sleep),
+            Expected(BUILD),
+            clock,
+        )
+    assert refused.value.action == "ssm:SendCommand"
+    assert "ssm:SendCommand" in str(refused.value)
+    assert clock.now == 0  # no second look
+    stub.assert_no_pending_responses()
+
+
+def test_a_refused_command_invocation_read_stops_the_gate_too() -> None:
+    ssm, stub = _stubbed("ssm")
+    stub.add_response("send_command", {"Command": {"CommandId": "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"}})
+    stub.add_client_error("get_command_invocation", "AccessDeniedException", "no")
+    with stub, pytest.raises(readiness.AccessDenied) as refused:
+        readiness.ssm_probe(ssm, "i-0123456789abcdef0", 80, sleep=lambda _s: None)
+    assert refused.value.action == "ssm:GetCommandInvocation"
+
+
+def test_an_unregistered_instance_is_still_retried_not_refused() -> None:
+    ssm, stub = _stubbed("ssm")
+    stub.add_client_error("send_command", "InvalidInstanceId", "not yet")
+    with stub:
+        probe = readiness.ssm_probe(ssm, "i-0123456789abcdef0", 80, sleep=lambda _s: None)
+    assert probe.status is None
+    assert "InvalidInstanceId" in probe.detail
+
+
+def test_a_refused_console_read_says_which_action_is_missing() -> None:
+    ec2, stub = _stubbed("ec2")
+    stub.add_client_error("get_console_output", "UnauthorizedOperation", "no")
+    with stub:
+        tail = readiness.console_tail(ec2, "i-0123456789abcdef0")
+    assert "ec2:GetConsoleOutput" in tail
