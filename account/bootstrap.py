@@ -22,6 +22,7 @@ import sys
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -29,6 +30,7 @@ from botocore.exceptions import ClientError
 
 from account import permissions as perms
 from infra import state_hardening as hardening
+from infra import tags
 
 
 class BootstrapError(Exception):
@@ -339,7 +341,11 @@ def ensure_kms_key(kms: Any) -> tuple[str, list[str]]:
 
 
 def ensure_managed_policy(
-    iam: Any, account: str, name: str, document: dict[str, Any]
+    iam: Any,
+    account: str,
+    name: str,
+    document: dict[str, Any],
+    description: str = "cali-housing CI: reads of what the stack holds (python -m account.bootstrap)",
 ) -> tuple[str, list[str]]:
     """A customer-managed policy whose default version says `document`; a hand-made version is replaced.
 
@@ -353,7 +359,7 @@ def ensure_managed_policy(
         iam.create_policy(
             PolicyName=name,
             PolicyDocument=body,
-            Description="cali-housing CI: reads of what the stack holds (python -m account.bootstrap)",
+            Description=description,
             Tags=[{"Key": perms.TAG_KEY, "Value": perms.TAG_VALUE}],
         )
         return arn, [f"created policy {name}"]
@@ -438,30 +444,80 @@ def ensure_role(iam: Any, spec: RoleSpec) -> tuple[str, list[str]]:
     return role["Arn"], changed
 
 
-def ci_roles(account: str, github_repo: str, scope: perms.Scope, read_arn: str) -> list[RoleSpec]:
+# The managed policies the bootstrap keeps, besides the roles' own: (name, document, description).
+def managed_policies(scope: perms.Scope) -> list[tuple[str, dict[str, Any], str]]:
+    """The read policy, the guard rails every CI role has, and the program roles' boundary."""
+    return [
+        (perms.READ_POLICY, perms.read_policy(scope), "cali-housing CI: reads of what the stack holds"),
+        (
+            perms.GUARD_RAILS_POLICY,
+            perms.guard_rails_policy(scope),
+            "cali-housing CI: what no CI role may ever do (explicit denies)",
+        ),
+        (
+            tags.PERMISSIONS_BOUNDARY_POLICY,
+            perms.boundary_policy(scope),
+            "cali-housing program roles' permissions boundary: the most a server or flow-log role may do",
+        ),
+    ]
+
+
+def stack_hosted_zones(root: Path) -> list[str]:
+    """The Route 53 zone names the checkout's stacks are configured with (`hostedZone`)."""
+    import yaml  # the dev install's; only the bootstrap reads stack files
+
+    names = set()
+    for path in sorted(root.glob("Pulumi.*.yaml")):
+        config = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
+        zone = config.get("cali-housing:hostedZone")
+        if isinstance(zone, str) and zone:
+            names.add(zone.rstrip(".").lower())
+    return sorted(names)
+
+
+def hosted_zone_ids(route53: Any, names: Sequence[str]) -> tuple[str, ...]:
+    """The ids of the public hosted zones with these names.
+
+    Raises:
+        BootstrapError: A configured zone does not exist in the account.
+    """
+    ids = []
+    for name in names:
+        found = route53.list_hosted_zones_by_name(DNSName=name, MaxItems="1")["HostedZones"]
+        match = [z for z in found if z["Name"].rstrip(".").lower() == name]
+        if not match:
+            raise BootstrapError(f"hostedZone {name} (a stack's config) is not a hosted zone of this account")
+        ids.append(match[0]["Id"].removeprefix("/hostedzone/"))
+    return tuple(ids)
+
+
+def ci_roles(
+    account: str, github_repo: str, scope: perms.Scope, read_arn: str, guard_arn: str
+) -> list[RoleSpec]:
     """The deploy and preview roles for one repository (both have the read policy `read_arn`), and
-    the small CI helper role of its main-branch jobs outside the production environment."""
+    the small CI helper role of its main-branch jobs outside the production environment; every one
+    has the guard rails `guard_arn`."""
     return [
         RoleSpec(
             perms.DEPLOY_ROLE,
             f"pulumi up/destroy from {github_repo}'s production environment",
             perms.trust_policy(account, github_repo, perms.DEPLOY_SUBJECT),
             perms.deploy_policy(scope),
-            (read_arn,),
+            (read_arn, guard_arn),
         ),
         RoleSpec(
             perms.PREVIEW_ROLE,
             f"pulumi preview from {github_repo}'s pull requests: reads only",
             perms.trust_policy(account, github_repo, perms.PREVIEW_SUBJECT),
             None,
-            (read_arn,),
+            (read_arn, guard_arn),
         ),
         RoleSpec(
             perms.CI_HELPER_ROLE,
             f"{github_repo}'s main-branch smoke ingress rule and AMI look-up",
             perms.trust_policy(account, github_repo, perms.CI_HELPER_SUBJECT),
             perms.ci_helper_policy(scope),
-            (),
+            (guard_arn,),
         ),
     ]
 
@@ -524,6 +580,11 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         help="also create GitHub's OIDC provider and CI's deploy and preview roles for this repository",
     )
     parser.add_argument("--endpoint-url", help="AWS endpoint, for testing against a local stand-in")
+    parser.add_argument(
+        "--stacks-dir",
+        default=".",
+        help="where the Pulumi.<stack>.yaml files are (their hostedZone: the zones CI may change records in)",
+    )
     args = parser.parse_args(argv)
     if args.github_repo is not None and not _GITHUB_REPO.match(args.github_repo):
         parser.error(f"--github-repo {args.github_repo!r} is not OWNER/REPO (e.g. octo-org/cali-housing)")
@@ -548,12 +609,17 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             iam = session.client("iam", endpoint_url=args.endpoint_url)
             _, changed = ensure_oidc_provider(iam, account)
             changes += changed
-            scope = perms.Scope(account=account, region=region, bucket=bucket, key_arn=key_arn)
-            read_arn, changed = ensure_managed_policy(
-                iam, account, perms.READ_POLICY, perms.read_policy(scope)
+            route53 = session.client("route53", endpoint_url=args.endpoint_url)
+            zones = hosted_zone_ids(route53, stack_hosted_zones(Path(args.stacks_dir)))
+            scope = perms.Scope(
+                account=account, region=region, bucket=bucket, key_arn=key_arn, hosted_zones=zones
             )
-            changes += changed
-            for spec in ci_roles(account, args.github_repo, scope, read_arn):
+            policies: dict[str, str] = {}
+            for name, document, description in managed_policies(scope):
+                policies[name], changed = ensure_managed_policy(iam, account, name, document, description)
+                changes += changed
+            read_arn, guard_arn = policies[perms.READ_POLICY], policies[perms.GUARD_RAILS_POLICY]
+            for spec in ci_roles(account, args.github_repo, scope, read_arn, guard_arn):
                 roles[spec.name], changed = ensure_role(iam, spec)
                 changes += changed
     except BootstrapError as err:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from infra import state_hardening
+from infra.tags import PERMISSIONS_BOUNDARY_POLICY, PROGRAM_ROLE_PATH, RUNNER_ACCESS_TAG
 
 # Every physical name the program derives starts with this (__main__.py names its components "cali").
 NAME_PREFIX = "cali"
@@ -48,6 +49,7 @@ PREVIEW_ROLE = "cali-housing-preview"
 CI_HELPER_ROLE = "cali-housing-ci-helper"
 ROLE_POLICY_NAME = "derived-from-program"  # the deploy role's inline policy (writes)
 READ_POLICY = "cali-housing-ci-read"  # the managed policy both roles have (reads)
+GUARD_RAILS_POLICY = "cali-housing-ci-guard-rails"  # the managed policy of Denies every CI role has
 KMS_ALIAS = "alias/cali-housing-pulumi"
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
 OIDC_AUDIENCE = "sts.amazonaws.com"  # what aws-actions/configure-aws-credentials asks GitHub for
@@ -88,6 +90,8 @@ def write(
     return Grant(tuple(actions), tuple(on), dict(when or {}), write=True)
 
 
+# The runner-facing group's tag, as a condition (infra/tags.py declares it).
+RUNNER_ACCESS_CONDITION = {f"aws:ResourceTag/{k}": v for k, v in RUNNER_ACCESS_TAG.items()}
 # Tag conditions for resources whose ARNs hold an id, not a name.
 CREATED_TAGGED = {"StringEquals": {f"aws:RequestTag/{TAG_KEY}": TAG_VALUE}}
 TAGGED = {"StringEquals": {f"aws:ResourceTag/{TAG_KEY}": TAG_VALUE}}
@@ -98,12 +102,27 @@ def passed_to(service: str) -> dict[str, dict[str, str]]:
     return {"StringEquals": {"iam:PassedToService": service}}
 
 
+# The server's role, to EC2 only. IfExists: AddRoleToInstanceProfile checks PassRole too, and AWS
+# does not document iam:PassedToService in that check; the role passed is the server's either way,
+# capped by the permissions boundary.
+PASS_SERVER_ROLE = Grant(
+    ("iam:PassRole",),
+    (f"{ARN}:iam::{{account}}:role{PROGRAM_ROLE_PATH}{SERVER_ROLE_PATTERN}",),
+    {"StringEqualsIfExists": {"iam:PassedToService": "ec2.amazonaws.com"}},
+    write=True,
+)
+
+
 # ARN templates by name, one per kind of resource the program names.
 ECR_REPO = f"{ARN}:ecr:{{region}}:{{account}}:repository/{{prefix}}-*"
 LOG_GROUP = f"{ARN}:logs:{{region}}:{{account}}:log-group:{{prefix}}-*"
 LOG_GROUP_STREAMS = f"{LOG_GROUP}:log-stream:*"
-ROLE = f"{ARN}:iam::{{account}}:role/{{prefix}}-*"
-SERVER_ROLE = f"{ARN}:iam::{{account}}:role/{SERVER_ROLE_PATTERN}"
+# The program's roles, under their own path: no pattern here can name CI's roles (at "/").
+ROLE = f"{ARN}:iam::{{account}}:role{PROGRAM_ROLE_PATH}{{prefix}}-*"
+SERVER_ROLE = f"{ARN}:iam::{{account}}:role{PROGRAM_ROLE_PATH}{SERVER_ROLE_PATTERN}"
+BOUNDARY = f"{ARN}:iam::{{account}}:policy/{PERMISSIONS_BOUNDARY_POLICY}"
+# A role write is allowed only on a role that carries (or, creating it, will carry) the boundary.
+WITH_BOUNDARY = {"StringEquals": {"iam:PermissionsBoundary": BOUNDARY}}
 INSTANCE_PROFILE = f"{ARN}:iam::{{account}}:instance-profile/{{prefix}}-*"
 BUCKETS = (f"{ARN}:s3:::{{bucket}}", f"{ARN}:s3:::{{prefix}}-*")
 ALARM = f"{ARN}:cloudwatch:{{region}}:{{account}}:alarm:{{prefix}}-*"
@@ -117,8 +136,10 @@ ELB = (
     f"{ARN}:elasticloadbalancing:{{region}}:{{account}}:listener-rule/*/{{prefix}}-*/*",
 )
 ASG = f"{ARN}:autoscaling:{{region}}:{{account}}:autoScalingGroup:*:autoScalingGroupName/{{prefix}}-*"
-# The hosted zone is the user's own (config hostedZone), known only by id: records in any zone.
+# Reads may look at any zone (getZone finds the configured one by name); records change only in
+# the zones the stacks are configured with (Scope.hosted_zones, one statement resource each).
 HOSTED_ZONES = f"{ARN}:route53:::hostedzone/*"
+CONFIGURED_ZONE = f"{ARN}:route53:::hostedzone/{{hosted_zone}}"
 RUN_SHELL_DOCUMENT = f"{ARN}:ssm:{{region}}::document/AWS-RunShellScript"
 # AWS's public parameters have no account in their ARN; parliament wants one, `*` matches both.
 AL2023_PARAMETERS = f"{ARN}:ssm:{{region}}:*:parameter/aws/service/ami-amazon-linux-latest/*"
@@ -127,6 +148,20 @@ EC2_INSTANCES = f"{ARN}:ec2:{{region}}:{{account}}:instance/*"
 # which RunInstances is checked against too.
 EC2_HERE = f"{ARN}:ec2:{{region}}:{{account}}:*"
 AMIS = f"{ARN}:ec2:{{region}}:*:image/*"
+# RunInstances authorizes each resource of the request on its own (Service Authorization Reference,
+# ec2 RunInstances: image, instance, network-interface, security-group, subnet, volume, and
+# launch-template when one is used). Split as AWS's EC2 User Guide example "Tag instances and volumes
+# on creation" splits it: what the call creates must be tagged in the request, what it uses must be
+# the stack's already, and the AMI must be Amazon's (ec2:Owner, listed for `image`).
+CREATED_BY_LAUNCH = (
+    f"{ARN}:ec2:{{region}}:{{account}}:instance/*",
+    f"{ARN}:ec2:{{region}}:{{account}}:volume/*",
+)
+# The provider tags no network interface in RunInstances (terraform-provider-aws
+# internal/service/ec2/ec2_instance.go, resourceInstanceCreate: TagSpecifications for `instance`
+# and `volume` only), so the interface a launch creates cannot be required to carry a tag.
+LAUNCH_INTERFACES = f"{ARN}:ec2:{{region}}:{{account}}:network-interface/*"
+AMAZON_IMAGES = {"StringEquals": {"ec2:Owner": "amazon"}}
 VPCS = f"{ARN}:ec2:{{region}}:{{account}}:vpc/*"
 CERTIFICATES = f"{ARN}:acm:{{region}}:{{account}}:certificate/*"
 KMS_KEYS = f"{ARN}:kms:{{region}}:{{account}}:key/*"
@@ -134,15 +169,24 @@ KMS_KEYS = f"{ARN}:kms:{{region}}:{{account}}:key/*"
 THIS_REGION = {"StringEquals": {"aws:RequestedRegion": "{region}"}}
 
 
-def ec2_create(*actions: str) -> Grant:
-    """EC2 creates in this account and region, only when the request tags the new resource."""
-    return write(*actions, on=[EC2_HERE], when=CREATED_TAGGED)
+def ec2_create(*actions: str) -> tuple[Grant, Grant]:
+    """EC2 creates in this account and region: the new resource tagged in the request, and the
+    resources it is made in (the VPC of a subnet, group, endpoint or flow log) already the stack's."""
+    return write(*actions, on=[EC2_HERE], when=CREATED_TAGGED), ec2_change(*actions)
 
 
 def ec2_change(*actions: str) -> Grant:
     """EC2 changes and deletes, only of resources that already carry the stack's tag."""
     return write(*actions, on=[EC2_HERE], when=TAGGED)
 
+
+RUN_INSTANCES = (
+    write("ec2:RunInstances", on=CREATED_BY_LAUNCH, when=CREATED_TAGGED),
+    write("ec2:RunInstances", on=[LAUNCH_INTERFACES]),
+    # The subnet, security groups and launch template the instance is launched from.
+    write("ec2:RunInstances", on=[EC2_HERE], when=TAGGED),
+    write("ec2:RunInstances", on=[AMIS], when=AMAZON_IMAGES),
+)
 
 # ECR: what a `docker push` and a pull (cache, digest checks) of the stack's own repository call.
 ECR_PULL = ("ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer")
@@ -334,14 +378,16 @@ RESOURCE_TYPES: dict[str, tuple[Grant, ...]] = {
             "iam:DeleteRole",
             "iam:UpdateRole",
             "iam:UpdateAssumeRolePolicy",
-            "iam:TagRole",
-            "iam:UntagRole",
+            "iam:PutRolePermissionsBoundary",
             on=[ROLE],
+            when=WITH_BOUNDARY,
         ),
+        # IAM lists no iam:PermissionsBoundary for tagging; the path keeps it to the program's roles.
+        write("iam:TagRole", "iam:UntagRole", on=[ROLE]),
     ),
     "aws:iam/rolePolicy:RolePolicy": (
         read("iam:GetRolePolicy", on=[ROLE]),
-        write("iam:PutRolePolicy", "iam:DeleteRolePolicy", on=[ROLE]),
+        write("iam:PutRolePolicy", "iam:DeleteRolePolicy", on=[ROLE], when=WITH_BOUNDARY),
     ),
     # Only the one AWS-managed policy the server uses may be attached (no admin-like policy, ever).
     "aws:iam/rolePolicyAttachment:RolePolicyAttachment": (
@@ -350,7 +396,10 @@ RESOURCE_TYPES: dict[str, tuple[Grant, ...]] = {
             "iam:AttachRolePolicy",
             "iam:DetachRolePolicy",
             on=[ROLE],
-            when={"ArnEquals": {"iam:PolicyARN": ["arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"]}},
+            when={
+                "ArnEquals": {"iam:PolicyARN": ["arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"]},
+                **WITH_BOUNDARY,
+            },
         ),
     ),
     "aws:iam/instanceProfile:InstanceProfile": (
@@ -364,6 +413,9 @@ RESOURCE_TYPES: dict[str, tuple[Grant, ...]] = {
             "iam:UntagInstanceProfile",
             on=[INSTANCE_PROFILE],
         ),
+        # "The caller of this operation must be granted the PassRole permission on the IAM role"
+        # (IAM API Reference, AddRoleToInstanceProfile).
+        PASS_SERVER_ROLE,
     ),
     # --- network (EC2 ARNs hold ids: tags scope every write)
     "aws:ec2/vpc:Vpc": (
@@ -373,23 +425,23 @@ RESOURCE_TYPES: dict[str, tuple[Grant, ...]] = {
             "ec2:DescribeNetworkAcls",
             "ec2:DescribeSecurityGroups",
         ),
-        ec2_create("ec2:CreateVpc"),
+        *ec2_create("ec2:CreateVpc"),
         ec2_change("ec2:ModifyVpcAttribute", "ec2:DeleteVpc"),
         *EC2_TAGS,
     ),
     "aws:ec2/internetGateway:InternetGateway": (
         read("ec2:DescribeInternetGateways"),
-        ec2_create("ec2:CreateInternetGateway"),
+        *ec2_create("ec2:CreateInternetGateway"),
         ec2_change("ec2:AttachInternetGateway", "ec2:DetachInternetGateway", "ec2:DeleteInternetGateway"),
     ),
     "aws:ec2/routeTable:RouteTable": (
         read("ec2:DescribeRouteTables"),
-        ec2_create("ec2:CreateRouteTable"),
+        *ec2_create("ec2:CreateRouteTable"),
         ec2_change("ec2:CreateRoute", "ec2:ReplaceRoute", "ec2:DeleteRoute", "ec2:DeleteRouteTable"),
     ),
     "aws:ec2/subnet:Subnet": (
         read("ec2:DescribeSubnets"),
-        ec2_create("ec2:CreateSubnet"),
+        *ec2_create("ec2:CreateSubnet"),
         ec2_change("ec2:ModifySubnetAttribute", "ec2:DeleteSubnet"),
     ),
     "aws:ec2/routeTableAssociation:RouteTableAssociation": (
@@ -400,7 +452,7 @@ RESOURCE_TYPES: dict[str, tuple[Grant, ...]] = {
     ),
     "aws:ec2/securityGroup:SecurityGroup": (
         read("ec2:DescribeSecurityGroups", "ec2:DescribeSecurityGroupRules", "ec2:DescribeNetworkInterfaces"),
-        ec2_create("ec2:CreateSecurityGroup"),
+        *ec2_create("ec2:CreateSecurityGroup"),
         ec2_change(
             "ec2:AuthorizeSecurityGroupIngress",
             "ec2:AuthorizeSecurityGroupEgress",
@@ -419,7 +471,7 @@ RESOURCE_TYPES: dict[str, tuple[Grant, ...]] = {
     ),
     "aws:ec2/vpcEndpoint:VpcEndpoint": (
         read("ec2:DescribeVpcEndpoints", "ec2:DescribePrefixLists", "ec2:DescribeVpcEndpointServices"),
-        ec2_create("ec2:CreateVpcEndpoint"),
+        *ec2_create("ec2:CreateVpcEndpoint"),
         ec2_change("ec2:ModifyVpcEndpoint", "ec2:DeleteVpcEndpoints"),
         # The interface endpoints' private DNS names live in an AWS-managed private zone.
         write("route53:AssociateVPCWithHostedZone", on=[HOSTED_ZONES]),
@@ -427,7 +479,7 @@ RESOURCE_TYPES: dict[str, tuple[Grant, ...]] = {
     # Issue 14: flow logs into a log group, written by their own role.
     "aws:ec2/flowLog:FlowLog": (
         read("ec2:DescribeFlowLogs"),
-        ec2_create("ec2:CreateFlowLogs"),
+        *ec2_create("ec2:CreateFlowLogs"),
         ec2_change("ec2:DeleteFlowLogs"),
         write("iam:PassRole", on=[ROLE], when=passed_to("vpc-flow-logs.amazonaws.com")),
     ),
@@ -442,7 +494,7 @@ RESOURCE_TYPES: dict[str, tuple[Grant, ...]] = {
             "ec2:DescribeImages",
             "ec2:DescribeTags",
         ),
-        write("ec2:RunInstances", on=[EC2_HERE, AMIS], when=CREATED_TAGGED),
+        *RUN_INSTANCES,
         ec2_change(
             "ec2:TerminateInstances",
             "ec2:StopInstances",
@@ -453,11 +505,11 @@ RESOURCE_TYPES: dict[str, tuple[Grant, ...]] = {
             "ec2:AssociateIamInstanceProfile",
             "ec2:ReplaceIamInstanceProfileAssociation",
         ),
-        write("iam:PassRole", on=[SERVER_ROLE], when=passed_to("ec2.amazonaws.com")),
+        PASS_SERVER_ROLE,
     ),
     "aws:ec2/eip:Eip": (
         read("ec2:DescribeAddresses", "ec2:DescribeAddressesAttribute"),
-        ec2_create("ec2:AllocateAddress"),
+        *ec2_create("ec2:AllocateAddress"),
         ec2_change("ec2:ReleaseAddress"),
     ),
     "aws:ec2/eipAssociation:EipAssociation": (
@@ -467,14 +519,14 @@ RESOURCE_TYPES: dict[str, tuple[Grant, ...]] = {
     # --- the fleet
     "aws:ec2/launchTemplate:LaunchTemplate": (
         read("ec2:DescribeLaunchTemplates", "ec2:DescribeLaunchTemplateVersions"),
-        ec2_create("ec2:CreateLaunchTemplate"),
+        *ec2_create("ec2:CreateLaunchTemplate"),
         ec2_change(
             "ec2:CreateLaunchTemplateVersion",
             "ec2:ModifyLaunchTemplate",
             "ec2:DeleteLaunchTemplate",
             "ec2:DeleteLaunchTemplateVersions",
         ),
-        write("iam:PassRole", on=[SERVER_ROLE], when=passed_to("ec2.amazonaws.com")),
+        PASS_SERVER_ROLE,
     ),
     "aws:autoscaling/group:Group": (
         read(
@@ -499,8 +551,8 @@ RESOURCE_TYPES: dict[str, tuple[Grant, ...]] = {
             on=[ASG],
         ),
         # The group launches from the template as the caller: RunInstances with the server role.
-        write("ec2:RunInstances", on=[EC2_HERE, AMIS], when=CREATED_TAGGED),
-        write("iam:PassRole", on=[SERVER_ROLE], when=passed_to("ec2.amazonaws.com")),
+        *RUN_INSTANCES,
+        PASS_SERVER_ROLE,
         # The first group (and load balancer) in an account makes AWS's service-linked role.
         write(
             "iam:CreateServiceLinkedRole",
@@ -586,7 +638,7 @@ RESOURCE_TYPES: dict[str, tuple[Grant, ...]] = {
             "route53:GetChange",
             on=[HOSTED_ZONES, f"{ARN}:route53:::change/*"],
         ),
-        write("route53:ChangeResourceRecordSets", on=[HOSTED_ZONES]),
+        write("route53:ChangeResourceRecordSets", on=[CONFIGURED_ZONE]),
     ),
     # --- dynamic resources: the boto3 calls their providers make, with the role's credentials.
     # Issue 13: the fleet's wait for its instance refresh. Issue 14: the readiness gate (a command
@@ -602,6 +654,9 @@ RESOURCE_TYPES: dict[str, tuple[Grant, ...]] = {
             "ssm:ListCommandInvocations",
         ),
         write("ssm:SendCommand", on=[RUN_SHELL_DOCUMENT]),
+        # The gate's boot log when a server does not come up (infra/readiness.py console_tail): the
+        # deploy role's only, on the stack's instances.
+        write("ec2:GetConsoleOutput", on=[EC2_INSTANCES], when=TAGGED),
         write("ssm:SendCommand", on=[EC2_INSTANCES], when=TAGGED),
     ),
 }
@@ -644,6 +699,15 @@ class Scope:
     bucket: str
     key_arn: str
     prefix: str = NAME_PREFIX
+    # The Route 53 zones the stacks are configured with (hostedZone), by id: the only ones whose
+    # records the deploy role may change. None configured: no record may be changed.
+    hosted_zones: tuple[str, ...] = ()
+
+    def fill_all(self, template: str) -> list[str]:
+        """A template with this account's values; one per configured zone for a zone template."""
+        if "{hosted_zone}" in template:
+            return [self.fill(template.replace("{hosted_zone}", zone)) for zone in self.hosted_zones]
+        return [self.fill(template)]
 
     def fill(self, template: str) -> str:
         """One ARN template with this account's values."""
@@ -666,7 +730,9 @@ def _document(grants: Iterable[Grant], scope: Scope) -> dict[str, Any]:
     # One statement per distinct (resources, condition): the actions of every grant sharing them.
     merged: dict[str, tuple[list[str], dict[str, Any], set[str]]] = {}
     for grant in grants:
-        resources = sorted({scope.fill(r) for r in grant.resources})
+        resources = sorted({arn for r in grant.resources for arn in scope.fill_all(r)})
+        if not resources:
+            continue  # a zone grant with no zone configured
         condition = json.loads(scope.fill(json.dumps(grant.condition, sort_keys=True)))
         key = json.dumps([resources, condition], sort_keys=True)
         merged.setdefault(key, (resources, condition, set()))[2].update(grant.actions)
@@ -716,28 +782,158 @@ def deploy_policy(scope: Scope, types: Iterable[str] | None = None) -> dict[str,
     Returns:
         The policy document.
     """
-    document = _document([g for g in _grants(types) if g.write], scope)
-    # The program protects the state bucket and never deletes it; nor may CI, by any route, or
-    # erase a stack's history (earlier state versions are what a bad `up` is recovered from).
-    document["Statement"].append(
+    return _document([g for g in _grants(types) if g.write], scope)
+
+
+# What the state bucket's history rests on: none of it may change from CI (the program imports
+# these settings, never writes them; the bootstrap makes them).
+STATE_BUCKET_GUARDED = (
+    "s3:DeleteBucket",
+    "s3:DeleteBucketPolicy",
+    "s3:DeleteObjectVersion",
+    "s3:PutBucketObjectLockConfiguration",
+    "s3:PutBucketOwnershipControls",
+    "s3:PutBucketPolicy",
+    "s3:PutBucketPublicAccessBlock",
+    "s3:PutBucketVersioning",
+    "s3:PutEncryptionConfiguration",
+    "s3:PutLifecycleConfiguration",
+    "s3:PutReplicationConfiguration",
+)
+# What the deploy role may still do with the secrets key: decrypt and encrypt stack secrets.
+SECRETS_KEY_USES = ("kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey")
+
+
+def ci_identities(scope: Scope) -> list[str]:
+    """The ARNs of everything that makes up CI's access: its roles, their policies, the boundary and
+    GitHub's OIDC provider."""
+    iam = f"{ARN}:iam::{scope.account}"
+    return [
+        *(f"{iam}:role/{name}" for name in (DEPLOY_ROLE, PREVIEW_ROLE, CI_HELPER_ROLE)),
+        f"{iam}:policy/{READ_POLICY}",
+        f"{iam}:policy/{GUARD_RAILS_POLICY}",
+        f"{iam}:policy/{PERMISSIONS_BOUNDARY_POLICY}",
+        f"{iam}:oidc-provider/{GITHUB_OIDC_HOST}",
+    ]
+
+
+def guard_rails_policy(scope: Scope) -> dict[str, Any]:
+    """Explicit Denies, a managed policy on every CI role: they hold whatever an Allow says, now or
+    after a later widening (IAM: an explicit Deny in any policy wins).
+
+    - CI's roles, policies, boundary and OIDC provider: no IAM action at all.
+    - No role may be created, or get a boundary, other than the program's boundary (the key is
+      absent from a CreateRole without one, and a negated operator is then true: denied).
+    - No boundary may be removed.
+    - The secrets key: nothing but its use; its alias: never re-pointed or deleted.
+    - The state bucket: its settings and object versions, as STATE_BUCKET_GUARDED.
+    """
+    boundary = scope.fill(BOUNDARY)
+    region = f"{ARN}:kms:{scope.region}:{scope.account}"
+    statements: list[dict[str, Any]] = [
+        {"Effect": "Deny", "Action": ["iam:*"], "Resource": ci_identities(scope)},
         {
             "Effect": "Deny",
-            "Action": ["s3:DeleteBucket", "s3:DeleteBucketPolicy", "s3:DeleteObjectVersion"],
+            "Action": ["iam:CreateRole", "iam:PutRolePermissionsBoundary"],
+            "Resource": ["*"],
+            "Condition": {"StringNotEquals": {"iam:PermissionsBoundary": boundary}},
+        },
+        {"Effect": "Deny", "Action": ["iam:DeleteRolePermissionsBoundary"], "Resource": ["*"]},
+        {"Effect": "Deny", "NotAction": list(SECRETS_KEY_USES), "Resource": [scope.key_arn]},
+        {
+            "Effect": "Deny",
+            "Action": ["kms:CreateAlias", "kms:DeleteAlias", "kms:UpdateAlias"],
+            "Resource": [f"{region}:{KMS_ALIAS}"],
+        },
+        {
+            "Effect": "Deny",
+            "Action": list(STATE_BUCKET_GUARDED),
             "Resource": [f"{ARN}:s3:::{scope.bucket}", f"{ARN}:s3:::{scope.bucket}/*"],
-        }
-    )
-    return document
+        },
+    ]
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def boundary_policy(scope: Scope) -> dict[str, Any]:
+    """The permissions boundary of every role the program makes: the most any of them may ever do.
+
+    The server pulls the stack's images, writes the stack's log groups and talks to Session Manager
+    (the actions of AWS's AmazonSSMManagedInstanceCore, with its parameter reads narrowed to the
+    project's); the flow-log role writes the stack's log groups. A role the deploy role makes can do
+    no more than this, whatever policy it is given: no IAM, no KMS, no S3, no EC2 changes.
+    """
+    logs = f"{ARN}:logs:{scope.region}:{scope.account}:log-group:{scope.prefix}-*"
+    ssm_core = [
+        "ec2messages:AcknowledgeMessage",
+        "ec2messages:DeleteMessage",
+        "ec2messages:FailMessage",
+        "ec2messages:GetEndpoint",
+        "ec2messages:GetMessages",
+        "ec2messages:SendReply",
+        "ssm:DescribeAssociation",
+        "ssm:DescribeDocument",
+        "ssm:GetDeployablePatchSnapshotForInstance",
+        "ssm:GetDocument",
+        "ssm:GetManifest",
+        "ssm:ListAssociations",
+        "ssm:ListInstanceAssociations",
+        "ssm:PutComplianceItems",
+        "ssm:PutConfigurePackageResult",
+        "ssm:PutInventory",
+        "ssm:UpdateAssociationStatus",
+        "ssm:UpdateInstanceAssociationStatus",
+        "ssm:UpdateInstanceInformation",
+        "ssmmessages:CreateControlChannel",
+        "ssmmessages:CreateDataChannel",
+        "ssmmessages:OpenControlChannel",
+        "ssmmessages:OpenDataChannel",
+    ]
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": ["*"]},
+            {"Effect": "Allow", "Action": list(ECR_PULL), "Resource": [scope.fill(ECR_REPO)]},
+            {
+                "Effect": "Allow",
+                "Action": [
+                    "logs:CreateLogGroup",
+                    "logs:CreateLogStream",
+                    "logs:DescribeLogGroups",
+                    "logs:DescribeLogStreams",
+                    "logs:PutLogEvents",
+                ],
+                "Resource": [logs, f"{logs}:log-stream:*"],
+            },
+            {"Effect": "Allow", "Action": ssm_core, "Resource": ["*"]},
+            {
+                "Effect": "Allow",
+                "Action": ["ssm:GetParameter", "ssm:GetParameters"],
+                "Resource": [f"{ARN}:ssm:{scope.region}:{scope.account}:parameter/{scope.prefix}-*"],
+            },
+        ],
+    }
 
 
 def ci_helper_policy(scope: Scope) -> dict[str, Any]:
     """The CI helper role's only permissions, for two main-branch jobs outside `production`.
 
-    The smoke job admits its runner's address on this project's security groups for one test and
-    removes it (scripts/runner_access.py), and ami-update reads AWS's public AL2023 AMI parameter
-    (scripts/pin_ami.py). Nothing else: it cannot change the stack, read its state or decrypt.
+    The smoke job admits its runner's address on the stack's runner-facing security group for one
+    test and removes it (scripts/runner_access.py), and ami-update reads AWS's public AL2023 AMI
+    parameter (scripts/pin_ami.py). Nothing else: it cannot change the stack, read its state or
+    decrypt. Only the group tagged RUNNER_ACCESS_TAG: the app's (single) or the load balancer's
+    (fleet). Which port and CIDR the rule names, IAM cannot bound: AuthorizeSecurityGroupIngress has
+    no condition key for them (Service Authorization Reference: its keys are the group's tags,
+    ec2:Vpc, ec2:SecurityGroupID and the rule's own tags). What remains is a rule on that one group,
+    which already admits the app's port to the world by default (allowedCidrs) and is re-declared
+    by the next `pulumi up`.
     """
     grants = [
-        ec2_change("ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress"),
+        write(
+            "ec2:AuthorizeSecurityGroupIngress",
+            "ec2:RevokeSecurityGroupIngress",
+            on=[f"{ARN}:ec2:{{region}}:{{account}}:security-group/*"],
+            when={"StringEquals": {f"aws:ResourceTag/{TAG_KEY}": TAG_VALUE, **RUNNER_ACCESS_CONDITION}},
+        ),
         read("ec2:DescribeSecurityGroupRules"),
         read("ssm:GetParameter", on=[AL2023_PARAMETERS]),
     ]

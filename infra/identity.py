@@ -8,13 +8,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra.tags import PROGRAM_ROLE_PATH, boundary_arn
+
 SSM_CORE_POLICY = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
-# Every role the program makes lives under this IAM path and carries this permissions boundary
-# (made by `python -m account.bootstrap`): the deploy role may create and change roles only there and
-# only with that boundary, so it can neither reach CI's own roles (at "/") nor make a role that does
-# more than the boundary allows (account/permissions.py boundary_policy).
-PROGRAM_ROLE_PATH = "/cali-housing-program/"
-PERMISSIONS_BOUNDARY_POLICY = "cali-housing-program-boundary"
 
 # What `docker pull` from ECR needs, and no more.
 ECR_PULL_ACTIONS = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
@@ -69,11 +65,6 @@ def server_policy(repository_arn: str, log_group_arn: str) -> str:
             ],
         }
     )
-
-
-def boundary_arn(account: str) -> str:
-    """The ARN of the permissions boundary every program role carries."""
-    return f"arn:aws:iam::{account}:policy/{PERMISSIONS_BOUNDARY_POLICY}"
 
 
 def program_role(

@@ -42,7 +42,10 @@ class StateBucket(pulumi.ComponentResource):
         bucket_name = args.bucket_name
         # The bootstrap created the bucket before any state existed; import it so Pulumi owns its
         # configuration from now on and `pulumi preview` shows drift. Inputs must match what the
-        # bootstrap made (name and tags), or the import is refused.
+        # bootstrap made (name and tags), or the import is refused. Its settings are imported too
+        # (each by the bucket's name: the pulumi_aws docstrings' `pulumi import` examples), so no
+        # `up` writes them: CI's deploy role may not change the bucket that holds every stack's
+        # history (account/permissions.py), and the bootstrap makes them exactly as declared here.
         self.bucket = aws.s3.Bucket(
             f"{name}-bucket",
             bucket=bucket_name,
@@ -53,7 +56,7 @@ class StateBucket(pulumi.ComponentResource):
             f"{name}-ownership",
             bucket=self.bucket.id,
             rule={"object_ownership": hardening.OBJECT_OWNERSHIP},
-            opts=keep(),
+            opts=keep(import_=bucket_name),
         )
         aws.s3.BucketPublicAccessBlock(
             f"{name}-public-access-block",
@@ -62,19 +65,19 @@ class StateBucket(pulumi.ComponentResource):
             ignore_public_acls=hardening.PUBLIC_ACCESS_BLOCK["IgnorePublicAcls"],
             block_public_policy=hardening.PUBLIC_ACCESS_BLOCK["BlockPublicPolicy"],
             restrict_public_buckets=hardening.PUBLIC_ACCESS_BLOCK["RestrictPublicBuckets"],
-            opts=keep(),
+            opts=keep(import_=bucket_name),
         )
         aws.s3.BucketVersioning(
             f"{name}-versioning",
             bucket=self.bucket.id,
             versioning_configuration={"status": "Enabled"},
-            opts=keep(),
+            opts=keep(import_=bucket_name),
         )
         aws.s3.BucketServerSideEncryptionConfiguration(
             f"{name}-encryption",
             bucket=self.bucket.id,
             rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": hardening.SSE_ALGORITHM}}],
-            opts=keep(),
+            opts=keep(import_=bucket_name),
         )
         aws.s3.BucketLifecycleConfiguration(
             f"{name}-lifecycle",
@@ -90,14 +93,14 @@ class StateBucket(pulumi.ComponentResource):
                     },
                 }
             ],
-            opts=keep(),
+            opts=keep(import_=bucket_name),
         )
         # The policy is a constant of the (plain string) name, so it needs no Output plumbing.
         aws.s3.BucketPolicy(
             f"{name}-tls-only",
             bucket=self.bucket.id,
             policy=hardening.tls_only_policy_json(bucket_name),
-            opts=keep(),
+            opts=keep(import_=bucket_name),
         )
         self.bucket_name: pulumi.Output[str] = self.bucket.bucket
         self.register_outputs({"bucket_name": self.bucket_name})

@@ -12,3 +12,15 @@ def named(tags: dict[str, str], name: str, suffix: str) -> dict[str, str]:
 # mode, the load balancer's in the fleet): the CI helper role may change no other group
 # (account/permissions.py ci_helper_policy).
 RUNNER_ACCESS_TAG = {"cali-housing:runner-access": "smoke"}
+
+# Every role the program makes lives under this IAM path and carries this permissions boundary
+# (made by `python -m account.bootstrap`): the deploy role may create and change roles only there and
+# only with that boundary, so it can neither reach CI's own roles (at "/") nor make a role that does
+# more than the boundary allows (account/permissions.py boundary_policy).
+PROGRAM_ROLE_PATH = "/cali-housing-program/"
+PERMISSIONS_BOUNDARY_POLICY = "cali-housing-program-boundary"
+
+
+def boundary_arn(account: str) -> str:
+    """The ARN of the permissions boundary every program role carries."""
+    return f"arn:aws:iam::{account}:policy/{PERMISSIONS_BOUNDARY_POLICY}"

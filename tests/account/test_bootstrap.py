@@ -16,7 +16,7 @@ from botocore.stub import Stubber
 
 from account import permissions
 from account.bootstrap import ensure_kms_key, ensure_oidc_provider, ensure_state_bucket, main, resolve_region
-from infra import state_hardening
+from infra import state_hardening, tags
 from tests.infra.conftest import ROOT, MotoServer
 
 REGION = "eu-west-1"
@@ -129,6 +129,8 @@ ADMIN_LIKE = json.dumps(
     {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
 )
 READ_ARN = f"arn:aws:iam::{ACCOUNT}:policy/{permissions.READ_POLICY}"
+GUARD_ARN = f"arn:aws:iam::{ACCOUNT}:policy/{permissions.GUARD_RAILS_POLICY}"
+BOUNDARY_ARN = f"arn:aws:iam::{ACCOUNT}:policy/{tags.PERMISSIONS_BOUNDARY_POLICY}"
 
 
 def bootstrap(server: MotoServer, *extra: str) -> int:
@@ -186,10 +188,12 @@ def test_one_run_creates_the_oidc_provider_both_roles_and_a_rotated_key(
                 "token.actions.githubusercontent.com:sub": subject,
             }
         }
-        # One managed policy, the read policy made here: no AWS-managed (admin-like) policy at all.
+        # The managed policies made here only (reads, guard rails): no AWS-managed (admin-like) one.
         attached = iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]
         helper = name == permissions.CI_HELPER_ROLE  # no reads of the stack: its own two grants only
-        assert [p["PolicyArn"] for p in attached] == ([] if helper else [READ_ARN])
+        assert sorted(p["PolicyArn"] for p in attached) == sorted(
+            [GUARD_ARN] if helper else [READ_ARN, GUARD_ARN]
+        )
         inline = [] if name == permissions.PREVIEW_ROLE else [permissions.ROLE_POLICY_NAME]
         assert iam.list_role_policies(RoleName=name)["PolicyNames"] == inline
         variable = name.removeprefix("cali-housing-").replace("-", "_").upper()
@@ -268,9 +272,86 @@ def test_a_hand_widened_role_is_printed_as_a_difference_and_put_back(
     assert deploy_policy(iam) == wanted_deploy
     assert iam.list_role_policies(RoleName=preview)["PolicyNames"] == []
     attached = iam.list_attached_role_policies(RoleName=preview)["AttachedPolicies"]
-    assert [p["PolicyArn"] for p in attached] == [READ_ARN]
+    assert sorted(p["PolicyArn"] for p in attached) == sorted([READ_ARN, GUARD_ARN])
     assert bootstrap(aws_stand_in) == 0
     assert "nothing changed" in capsys.readouterr().out
+
+
+def managed_document(iam: Any, arn: str) -> dict[str, Any]:
+    """The default version of a managed policy."""
+    version = iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
+    return document(iam.get_policy_version(PolicyArn=arn, VersionId=version)["PolicyVersion"]["Document"])
+
+
+def test_a_rerun_over_an_account_of_the_previous_version_puts_the_new_policies_in_place(
+    aws_stand_in: MotoServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The account as the previous bootstrap left it: no boundary, no guard rails, a deploy policy
+    # whose IAM grants reached every role/cali-* and that could run instances on any resource.
+    assert bootstrap(aws_stand_in) == 0
+    capsys.readouterr()
+    iam = iam_client(aws_stand_in)
+    wanted_deploy = deploy_policy(iam)
+    wanted_boundary = managed_document(iam, BOUNDARY_ARN)
+    wanted_guard = managed_document(iam, GUARD_ARN)
+    for role in (permissions.DEPLOY_ROLE, permissions.PREVIEW_ROLE, permissions.CI_HELPER_ROLE):
+        iam.detach_role_policy(RoleName=role, PolicyArn=GUARD_ARN)
+    for arn in (GUARD_ARN, BOUNDARY_ARN):
+        iam.delete_policy(PolicyArn=arn)
+    previous = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": ["iam:PutRolePolicy"],
+                "Resource": [f"arn:aws:iam::{ACCOUNT}:role/cali-*"],
+            },
+            {"Effect": "Allow", "Action": ["ec2:RunInstances"], "Resource": ["*"]},
+        ],
+    }
+    iam.put_role_policy(
+        RoleName=permissions.DEPLOY_ROLE,
+        PolicyName=permissions.ROLE_POLICY_NAME,
+        PolicyDocument=json.dumps(previous),
+    )
+
+    assert bootstrap(aws_stand_in) == 0
+    out = capsys.readouterr().out
+    assert f"created policy {permissions.GUARD_RAILS_POLICY}" in out
+    assert f"created policy {tags.PERMISSIONS_BOUNDARY_POLICY}" in out
+    for role in (permissions.DEPLOY_ROLE, permissions.PREVIEW_ROLE, permissions.CI_HELPER_ROLE):
+        assert f"attached {GUARD_ARN} to {role}" in out
+    assert f"--- {permissions.DEPLOY_ROLE} policy (in AWS)" in out
+    assert deploy_policy(iam) == wanted_deploy
+    assert managed_document(iam, BOUNDARY_ARN) == wanted_boundary
+    assert managed_document(iam, GUARD_ARN) == wanted_guard
+    assert bootstrap(aws_stand_in) == 0
+    assert "nothing changed" in capsys.readouterr().out
+
+
+def test_the_configured_hosted_zone_is_the_only_one_the_deploy_role_may_change(
+    aws_stand_in: MotoServer, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    route53 = boto3.client("route53", region_name=REGION, endpoint_url=aws_stand_in.url)
+    zone = route53.create_hosted_zone(Name="example.com", CallerReference="i24")["HostedZone"]["Id"]
+    route53.create_hosted_zone(Name="other.example.org", CallerReference="i24-other")
+    (tmp_path / "Pulumi.prod.yaml").write_text("config:\n  cali-housing:hostedZone: example.com\n")
+    assert bootstrap(aws_stand_in, "--stacks-dir", str(tmp_path)) == 0
+    changes = [
+        s["Resource"]
+        for s in deploy_policy(iam_client(aws_stand_in))["Statement"]
+        if "route53:ChangeResourceRecordSets" in s["Action"]
+    ]
+    assert changes == [[f"arn:aws:route53:::hostedzone/{zone.removeprefix('/hostedzone/')}"]]
+
+
+def test_a_configured_hosted_zone_the_account_lacks_is_an_error(
+    aws_stand_in: MotoServer, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "Pulumi.prod.yaml").write_text("config:\n  cali-housing:hostedZone: missing.example\n")
+    assert bootstrap(aws_stand_in, "--stacks-dir", str(tmp_path)) == 1
+    assert "hostedZone missing.example" in capsys.readouterr().err
+    assert iam_client(aws_stand_in).list_roles()["Roles"] == []  # nothing made before the check
 
 
 def test_a_key_without_rotation_gets_it_back(aws_stand_in: MotoServer) -> None:
