@@ -122,7 +122,7 @@ ROLE = f"{ARN}:iam::{{account}}:role{PROGRAM_ROLE_PATH}{{prefix}}-*"
 SERVER_ROLE = f"{ARN}:iam::{{account}}:role{PROGRAM_ROLE_PATH}{SERVER_ROLE_PATTERN}"
 BOUNDARY = f"{ARN}:iam::{{account}}:policy/{PERMISSIONS_BOUNDARY_POLICY}"
 # A role write is allowed only on a role that carries (or, creating it, will carry) the boundary.
-WITH_BOUNDARY = {"StringEquals": {"iam:PermissionsBoundary": BOUNDARY}}
+WITH_BOUNDARY = {"ArnEquals": {"iam:PermissionsBoundary": BOUNDARY}}
 INSTANCE_PROFILE = f"{ARN}:iam::{{account}}:instance-profile/{{prefix}}-*"
 BUCKETS = (f"{ARN}:s3:::{{bucket}}", f"{ARN}:s3:::{{prefix}}-*")
 ALARM = f"{ARN}:cloudwatch:{{region}}:{{account}}:alarm:{{prefix}}-*"
@@ -373,17 +373,19 @@ RESOURCE_TYPES: dict[str, tuple[Grant, ...]] = {
             "iam:ListInstanceProfilesForRole",
             on=[ROLE],
         ),
+        write("iam:CreateRole", "iam:PutRolePermissionsBoundary", on=[ROLE], when=WITH_BOUNDARY),
+        # By path only: IAM lists no iam:PermissionsBoundary for tagging, and parliament's (older)
+        # copy of the reference none for these three either, so a condition on it here would be
+        # one reference against the other. A role under the path without the boundary cannot be
+        # made from CI (CreateRole and PutRolePermissionsBoundary need it; guard_rails_policy).
         write(
-            "iam:CreateRole",
             "iam:DeleteRole",
             "iam:UpdateRole",
             "iam:UpdateAssumeRolePolicy",
-            "iam:PutRolePermissionsBoundary",
+            "iam:TagRole",
+            "iam:UntagRole",
             on=[ROLE],
-            when=WITH_BOUNDARY,
         ),
-        # IAM lists no iam:PermissionsBoundary for tagging; the path keeps it to the program's roles.
-        write("iam:TagRole", "iam:UntagRole", on=[ROLE]),
     ),
     "aws:iam/rolePolicy:RolePolicy": (
         read("iam:GetRolePolicy", on=[ROLE]),
@@ -397,8 +399,10 @@ RESOURCE_TYPES: dict[str, tuple[Grant, ...]] = {
             "iam:DetachRolePolicy",
             on=[ROLE],
             when={
-                "ArnEquals": {"iam:PolicyARN": ["arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"]},
-                **WITH_BOUNDARY,
+                "ArnEquals": {
+                    "iam:PolicyARN": ["arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"],
+                    **WITH_BOUNDARY["ArnEquals"],
+                }
             },
         ),
     ),
@@ -836,7 +840,7 @@ def guard_rails_policy(scope: Scope) -> dict[str, Any]:
             "Effect": "Deny",
             "Action": ["iam:CreateRole", "iam:PutRolePermissionsBoundary"],
             "Resource": ["*"],
-            "Condition": {"StringNotEquals": {"iam:PermissionsBoundary": boundary}},
+            "Condition": {"ArnNotEquals": {"iam:PermissionsBoundary": boundary}},
         },
         {"Effect": "Deny", "Action": ["iam:DeleteRolePermissionsBoundary"], "Resource": ["*"]},
         {"Effect": "Deny", "NotAction": list(SECRETS_KEY_USES), "Resource": [scope.key_arn]},
@@ -898,13 +902,12 @@ def boundary_policy(scope: Scope) -> dict[str, Any]:
                 "Action": [
                     "logs:CreateLogGroup",
                     "logs:CreateLogStream",
-                    "logs:DescribeLogGroups",
                     "logs:DescribeLogStreams",
                     "logs:PutLogEvents",
                 ],
                 "Resource": [logs, f"{logs}:log-stream:*"],
             },
-            {"Effect": "Allow", "Action": ssm_core, "Resource": ["*"]},
+            {"Effect": "Allow", "Action": [*ssm_core, "logs:DescribeLogGroups"], "Resource": ["*"]},
             {
                 "Effect": "Allow",
                 "Action": ["ssm:GetParameter", "ssm:GetParameters"],
