@@ -867,11 +867,14 @@ def runner_steps(world: World, group: str | None) -> list[Step]:
 # Steps the docs give to an administrator: AWS makes a VPC's default group untagged, and tagging it
 # takes ec2:CreateTags on an untagged group, which no tag-scoped policy can grant without granting it
 # on every group of the account (docs/ci-cd.md, "Identities").
+DEFAULT_GROUP = "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup"
+
+
 def default_group_steps(world: World, resources: list[Registered]) -> list[Step]:
     """The adoption of the VPC's default security group (aws.ec2.DefaultSecurityGroup)."""
     steps = []
     for r in resources:
-        if r.typ == "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup":
+        if r.typ == DEFAULT_GROUP:
             untagged = existing("security-group", world.ec2("security-group", r), {})
             tagged = existing("security-group", world.ec2("security-group", r), tags_of(r))
             steps += [
@@ -907,7 +910,7 @@ def deploy_calls(
     world = World(scope, custom)
     steps: list[Step] = []
     for r in custom:
-        if r.typ == "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup":
+        if r.typ == DEFAULT_GROUP:
             continue  # default_group_steps
         for phase, req in RULES[r.typ](r, world):
             if r.import_id and phase == "create":
