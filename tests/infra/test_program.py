@@ -245,7 +245,8 @@ def test_every_taggable_resource_is_tagged(prod: Deployment) -> None:
         tags = resource.inputs.get("tags") or {}
         assert tags.get("project") == "cali-housing", f"{resource.typ} {resource.name} is untagged"
         assert tags.get("managed-by") == "pulumi"
-    assert prod.one(INSTANCE).inputs["rootBlockDevice"]["tags"]["project"] == "cali-housing"
+    # The root volume is tagged in RunInstances itself (volume_tags), not by a CreateTags after it.
+    assert prod.one(INSTANCE).inputs["volumeTags"]["project"] == "cali-housing"
 
 
 def test_every_resource_belongs_to_a_component(prod: Deployment) -> None:
