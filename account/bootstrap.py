@@ -4,7 +4,8 @@ A stack cannot keep its state in a bucket it has not created yet, so this makes 
 boto3, hardened exactly as `infra.state_bucket.StateBucket` declares it (both read
 `infra.state_hardening`); the program then imports it. Beside it: the KMS key Pulumi encrypts the
 stack's secrets with (rotated, under an alias; no passphrase), and with --github-repo GitHub's OIDC
-provider and CI's two roles, whose policies `account.permissions` derives from the program.
+provider, CI's three roles, whose policies `account.permissions` derives from the program, the
+guard rails every CI role has, and the permissions boundary of the program's own roles.
 
 Every setting is read, compared and only written when it differs, so a second run changes nothing and
 says so, a run that died half-way is repaired, and a policy widened by hand is printed as a

@@ -1,4 +1,4 @@
-"""What CI's two AWS roles may do, derived from the resource types the Pulumi program registers.
+"""What CI's AWS roles may do, derived from the resource types the Pulumi program registers.
 
 `RESOURCE_TYPES` maps every Pulumi type token the program registers, in either mode, to the IAM
 actions its provider calls to create, read, update and delete it, each with the resources it may act
@@ -17,6 +17,11 @@ Scoping, in order of preference (AWS's service authorization reference says whic
   (`aws:ResourceTag`); the program tags every such resource (tests/infra/test_program.py);
 - `*` only for actions AWS defines no resource for (Describe*, List*, GetAuthorizationToken), all of
   them reads.
+Around those grants: roles only under the program's IAM path and with its permissions boundary
+(`boundary_policy`, infra/tags.py names both), and `guard_rails_policy`, explicit Denies every CI
+role has (CI's own identities, boundaries, the secrets key, the state bucket's history).
+`account/calls.py` and `account/authz.py` prove the documents against AWS's authorization rules
+(tests/account/test_authorization.py).
 
 To extend: add the new type's token with `read(...)` and `write(...)` grants below; the tests say
 when one is missing, and parliament says when an action name or its resource does not exist.
