@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from account import permissions as perms
@@ -79,7 +79,6 @@ class World:
 
     scope: perms.Scope
     resources: list[Registered]
-    ids: dict[str, str] = field(default_factory=dict)
 
     def arn(self, service: str, path: str, *, region: bool = True, account: bool = True) -> str:
         """An ARN of this account and region."""
@@ -381,7 +380,7 @@ def group_rule(r: Registered, world: World) -> list[tuple[str, Request]]:
         "autoscaling",
         f"autoScalingGroup:0a1b2c3d-0000-1111-2222-333344445555:autoScalingGroupName/{physical(r)}",
     )
-    tags, mine = tags_of(r), existing("autoScalingGroup", world.arn("autoscaling", "x"), {})
+    tags = tags_of(r)
     mine = existing("autoScalingGroup", arn, tags)
     linked = [
         request(
