@@ -484,8 +484,13 @@ def hosted_zone_ids(route53: Any, names: Sequence[str]) -> tuple[str, ...]:
     """
     ids = []
     for name in names:
-        found = route53.list_hosted_zones_by_name(DNSName=name, MaxItems="1")["HostedZones"]
-        match = [z for z in found if z["Name"].rstrip(".").lower() == name]
+        # Zones come back in name order from DNSName on; a private zone may share the name.
+        found = route53.list_hosted_zones_by_name(DNSName=name, MaxItems="10")["HostedZones"]
+        match = [
+            z
+            for z in found
+            if z["Name"].rstrip(".").lower() == name and not z.get("Config", {}).get("PrivateZone", False)
+        ]
         if not match:
             raise BootstrapError(f"hostedZone {name} (a stack's config) is not a hosted zone of this account")
         ids.append(match[0]["Id"].removeprefix("/hostedzone/"))

@@ -8,6 +8,7 @@ Authorization Reference. Then the other way round: the probes any escalation wou
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from cloudsplaining.scan.policy_document import PolicyDocument
 from account import calls
 from account import permissions as perms
 from account.authz import Request, Resource, ServiceAuthorization, evaluate
+from account.bootstrap import ci_roles, managed_policies
 from infra.tags import PERMISSIONS_BOUNDARY_POLICY, PROGRAM_ROLE_PATH, RUNNER_ACCESS_TAG, boundary_arn
 from tests.infra.conftest import ACCOUNT, HOSTED_ZONE_ID, REGION, STATE_BUCKET, Deployment
 
@@ -29,6 +31,22 @@ ROLES: dict[str, list[dict[str, Any]]] = {
     "preview": [perms.read_policy(SCOPE), perms.guard_rails_policy(SCOPE)],
     "helper": [perms.ci_helper_policy(SCOPE), perms.guard_rails_policy(SCOPE)],
 }
+
+
+def canonical(documents: list[dict[str, Any]]) -> list[str]:
+    """Documents as sorted JSON text, for comparing sets of policies."""
+    return sorted(json.dumps(d, sort_keys=True) for d in documents)
+
+
+def test_the_documents_evaluated_here_are_the_ones_the_bootstrap_attaches() -> None:
+    managed = {f"{IAM}:policy/{name}": document for name, document, _ in managed_policies(SCOPE)}
+    read, guard = (f"{IAM}:policy/{n}" for n in (perms.READ_POLICY, perms.GUARD_RAILS_POLICY))
+    specs = {s.name: s for s in ci_roles(ACCOUNT, "octo-org/cali-housing", SCOPE, read, guard)}
+    names = {"deploy": perms.DEPLOY_ROLE, "preview": perms.PREVIEW_ROLE, "helper": perms.CI_HELPER_ROLE}
+    for short, documents in ROLES.items():
+        spec = specs[names[short]]
+        attached = [managed[arn] for arn in spec.managed] + ([spec.inline] if spec.inline else [])
+        assert canonical(attached) == canonical(documents), short
 
 
 @pytest.fixture(scope="module", params=["prod", "fleet", "fleet_https"])
