@@ -278,7 +278,8 @@ def ec2_rule(
     tags every EC2 resource it creates that way, internal/service/ec2 `getTagSpecificationsIn`), in
     the parents it names (an existing VPC, subnet, ...), which EC2 authorizes too. Tagging on create
     also needs ec2:CreateTags, checked with ec2:CreateAction (EC2 User Guide, "Grant permission to
-    tag resources during creation")."""
+    tag Amazon EC2 resources during creation", supported-iam-actions-tagging.html: "Amazon performs
+    additional authorization on the ec2:CreateTags action")."""
 
     def rule(r: Registered, world: World) -> list[tuple[str, Request]]:
         arn, tags = world.ec2(kind, r), tags_of(r)

@@ -155,9 +155,11 @@ EC2_HERE = f"{ARN}:ec2:{{region}}:{{account}}:*"
 AMIS = f"{ARN}:ec2:{{region}}:*:image/*"
 # RunInstances authorizes each resource of the request on its own (Service Authorization Reference,
 # ec2 RunInstances: image, instance, network-interface, security-group, subnet, volume, and
-# launch-template when one is used). Split as AWS's EC2 User Guide example "Tag instances and volumes
-# on creation" splits it: what the call creates must be tagged in the request, what it uses must be
-# the stack's already, and the AMI must be Amazon's (ec2:Owner, listed for `image`).
+# launch-template when one is used). Split as AWS's own examples split it (EC2 User Guide, "Example
+# policies to control access the Amazon EC2 API", launch instances with tags; AWS Knowledge Center
+# "iam-policy-tags-restrict": the image, subnet and groups in one statement, the instance and volume
+# with the tag conditions in another): what the call creates must be tagged in the request, what it
+# uses must be the stack's already, and the AMI must be Amazon's (ec2:Owner, listed for `image`).
 CREATED_BY_LAUNCH = (
     f"{ARN}:ec2:{{region}}:{{account}}:instance/*",
     f"{ARN}:ec2:{{region}}:{{account}}:volume/*",
