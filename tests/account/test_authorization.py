@@ -456,3 +456,36 @@ def test_cloudsplaining_flags_the_escalation_the_guard_rails_close() -> None:
     assert cloudsplaining_findings("loose", loose) & {
         ("loose", "permissions_management_without_constraints", "iam:PutRolePolicy")
     }
+
+
+# --- the deploy role stays inside the stack -----------------------------------------------------
+
+
+def outside(steps: list[calls.Step], action: str) -> Request:
+    """The request of `action` from the table, with every existing resource's tags taken away: the
+    same call aimed at what another team made in the same account."""
+    (request_,) = [s.request for s in steps if s.request.action == action and s.phase != "read"][:1]
+    resources = tuple(
+        r if r.creates or r.kind in ("image", "document") else Resource(r.kind, r.arn)
+        for r in request_.resources
+    )
+    return Request(request_.action, resources, request_.context)
+
+
+@pytest.mark.parametrize(
+    "action",
+    [
+        "ec2:RunInstances",
+        "ec2:CreateSubnet",
+        "ec2:CreateSecurityGroup",
+        "ec2:CreateFlowLogs",
+        "ec2:AuthorizeSecurityGroupIngress",
+        "ec2:TerminateInstances",
+        "ssm:SendCommand",
+        "ec2:GetConsoleOutput",
+    ],
+)
+def test_the_same_call_on_resources_that_are_not_the_stacks_is_refused(action: str, prod: Deployment) -> None:
+    steps = steps_of(prod)
+    assert evaluate(ROLES["deploy"], next(s.request for s in steps if s.request.action == action)).allowed
+    assert not evaluate(ROLES["deploy"], outside(steps, action)).allowed
