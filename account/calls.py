@@ -193,8 +193,10 @@ def _role_boundary(role: Registered) -> dict[str, str]:
 
 
 def role_rule(r: Registered, world: World) -> list[tuple[str, Request]]:
-    """aws.iam.Role: CreateRole carries the boundary (terraform-provider-aws iam/role.go: the
-    `permissions_boundary` argument goes in CreateRoleInput), every later write is checked with it."""
+    """aws.iam.Role: CreateRole carries the path and the boundary, a changed boundary is a
+    PutRolePermissionsBoundary, and a delete first lists and leaves the role's instance profiles
+    (terraform-provider-aws internal/service/iam/role.go: resourceRoleCreate's CreateRoleInput,
+    resourceRoleUpdate, DeleteRole/deleteRoleInstanceProfiles; `path` is ForceNew there)."""
     arn, tags, boundary = _role_arn(r, world), tags_of(r), _role_boundary(r)
     mine = existing("role", arn, tags)
     return [
@@ -202,6 +204,7 @@ def role_rule(r: Registered, world: World) -> list[tuple[str, Request]]:
         ("update", request("iam:UpdateAssumeRolePolicy", mine, **boundary)),
         ("update", request("iam:TagRole", mine)),
         ("update", request("iam:PutRolePermissionsBoundary", mine, **boundary)),
+        ("delete", request("iam:ListInstanceProfilesForRole", mine)),
         ("delete", request("iam:DeleteRole", mine, **boundary)),
         *[
             ("read", request(a, mine))
