@@ -159,6 +159,17 @@ def test_below_the_minimum_even_drifted_rows_read_not_enough_data_and_have_no_ps
     assert all(isinstance(e["psi"], float) for e in report["features"].values())
 
 
+def test_a_drift_window_smaller_than_the_minimum_is_refused_at_startup() -> None:
+    from service.config import ConfigError, ServiceSettings
+
+    # such a window could never hold enough records to leave "not enough data"
+    with pytest.raises(ConfigError, match="DRIFT_WINDOW"):
+        ServiceSettings.from_env({"DRIFT_WINDOW": str(DRIFT_MIN_RECORDS - 1)})
+    assert (
+        ServiceSettings.from_env({"DRIFT_WINDOW": str(DRIFT_MIN_RECORDS)}).drift_window == DRIFT_MIN_RECORDS
+    )
+
+
 def test_the_window_says_since_when_its_records_came(window, test_rows, monkeypatch) -> None:
     clock = [1_800_000_000.0]  # 2027-01-15 08:00:00 UTC
     monkeypatch.setattr("service.drift.time", types.SimpleNamespace(time=lambda: clock[0]))
