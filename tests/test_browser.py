@@ -42,7 +42,7 @@ def test_predict_shows_a_price_and_changes_with_a_field(page, live_server):
     assert dollars(cheaper) < dollars(first)
 
 
-def test_a_bad_value_shows_a_reason_for_people_next_to_its_field(page, live_server):
+def test_a_bad_value_shows_a_reason_for_people_next_to_its_field(page, live_server, tmp_path):
     page.goto(f"{live_server.url}/")
     page.fill("#f-Population", "-5")
     page.fill("#f-HouseAge", "old")
@@ -52,6 +52,7 @@ def test_a_bad_value_shows_a_reason_for_people_next_to_its_field(page, live_serv
     assert page.text_content("#e-HouseAge") == "HouseAge must be a number"
     assert page.text_content("#e-Population") == "Population must be between 0 and 100000 (people)"
     assert page.locator("#result").is_hidden()
+    page.screenshot(path=tmp_path / "playground-errors.png", full_page=True)
     # fix one; only the other is still shown
     page.fill("#f-HouseAge", "41")
     page.click("#predict")
