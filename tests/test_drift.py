@@ -437,8 +437,10 @@ def test_a_restarted_server_after_the_readme_tour_reads_no_drift_and_emits_no_ps
 
     tour = readme_tour_predictions()
     assert len(tour) == 2, "the README tour's two /predict requests were not found"
-    # a fresh server is a restart: gunicorn's on_starting hook gives it an empty window
-    with gunicorn(trained_model_dir, {"WORKERS": "2", "TELEMETRY_INTERVAL": "1"}) as server:
+    # a fresh server is a restart: gunicorn's on_starting hook gives it an empty window. EMF=1 is the
+    # switch the boot script sets on AWS, where CloudWatch reads the lines.
+    env = {"WORKERS": "2", "TELEMETRY_INTERVAL": "1", "EMF": "1"}
+    with gunicorn(trained_model_dir, env) as server:
         for body in tour:
             _post_json(server.url, body)
         report = _drift(server.url)
