@@ -113,6 +113,16 @@ def _assert_colours_follow_statuses(page, url: str) -> None:
     for name, (shown, background, ink) in badges.items():
         assert shown == statuses[name], name
         assert (background, ink) == tuple(_rgb(c) for c in STATUS_COLOURS[shown]), name
+    # every badge on the page, the charts' included, wears its own status's colours
+    everywhere = page.evaluate(
+        """() => [...document.querySelectorAll('.badge')].map(b => {
+            const style = getComputedStyle(b);
+            return [b.dataset.status, style.backgroundColor, style.color];
+        })"""
+    )
+    assert len(everywhere) == 1 + 2 * len(statuses)  # the verdict, the summary's and the charts'
+    for shown, background, ink in everywhere:
+        assert (background, ink) == tuple(_rgb(c) for c in STATUS_COLOURS[shown]), shown
     # the card itself stays white whatever the statuses: only badges carry a status colour
     assert page.evaluate("getComputedStyle(document.querySelector('main')).backgroundColor") == _rgb(
         "#ffffff"
