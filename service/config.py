@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from service.telemetry import DRIFT_MIN_RECORDS
 from service.timeouts import APP_KEEPALIVE_S, LOAD_BALANCER_IDLE_TIMEOUT_S
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -104,7 +105,8 @@ class ServiceSettings:
             threads=_int(env, "THREADS", cls.threads, 1, 256),
             worker_connections=_int(env, "WORKER_CONNECTIONS", cls.worker_connections, 10, 100_000),
             metrics_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,
-            drift_window=_int(env, "DRIFT_WINDOW", cls.drift_window, 100, 1_000_000),
+            # a window smaller than the PSI's minimum sample could never leave "not enough data"
+            drift_window=_int(env, "DRIFT_WINDOW", cls.drift_window, DRIFT_MIN_RECORDS, 1_000_000),
             telemetry_interval=_int(env, "TELEMETRY_INTERVAL", cls.telemetry_interval, 0, 3600),
             # Below the balancer's idle timeout would bring back its 502s: refused, not clamped.
             keepalive=_int(env, "KEEPALIVE", cls.keepalive, LOAD_BALANCER_IDLE_TIMEOUT_S + 1, 3600),

@@ -6,24 +6,31 @@ on_starting hook prepares, so a restart starts it afresh):
 * a header: how many records were ever counted (the ring's write cursor) and the layout;
 * a ring of the last `window` records' bin numbers, one byte per column (8 features + the
   prediction), so the window is exactly "the most recent N records", whichever worker served them;
+* a ring of the same records' arrival times (float64 Unix seconds), so /drift can say since when
+  the window's records came;
 * cumulative counts per column and bin, and per-column sums, for /metrics (Prometheus counters
   never go down, so they are not windowed; PromQL's increase() windows them).
 
 A write takes an exclusive flock for a few microseconds; /drift reads the ring under the same lock.
-PSI = sum over bins of (recent - reference) * ln(recent / reference), shares floored at PSI_FLOOR.
+PSI = sum over bins of (recent - reference) * ln(recent / reference), shares floored at PSI_FLOOR;
+below DRIFT_MIN_RECORDS records in the window there is no PSI at all ("not enough data").
 """
 
 from __future__ import annotations
 
 import fcntl
+import itertools
 import math
 import mmap
 import os
 import tempfile
 import threading
+import time
 from bisect import bisect_left
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +38,7 @@ import numpy as np
 
 from model.profile import PREDICTION, QUANTILES, Reference, bin_index
 from model.schema import FEATURE_NAMES
-from service.telemetry import PSI_FLOOR, psi_status
+from service.telemetry import DRIFT_MIN_RECORDS, PSI_FLOOR, psi_status
 
 COLUMNS: tuple[str, ...] = (*FEATURE_NAMES, PREDICTION)
 MAX_BINS = len(QUANTILES) + 1
@@ -45,6 +52,27 @@ def psi(recent: np.ndarray, reference: np.ndarray) -> float:
     actual = np.maximum(recent / recent.sum(), PSI_FLOOR)
     expected = np.maximum(np.asarray(reference, dtype=np.float64), PSI_FLOOR)
     return float(np.sum((actual - expected) * np.log(actual / expected)))
+
+
+@dataclass(frozen=True)
+class WindowState:
+    """One read of the window.
+
+    Attributes:
+        filled: Records the window holds (at most its capacity).
+        counts: Per column (COLUMNS order), the window's records per reference bin.
+        oldest: Arrival time (Unix seconds) of the window's oldest record; None when empty.
+        newest: Arrival time of its newest record; None when empty.
+    """
+
+    filled: int
+    counts: list[np.ndarray]
+    oldest: float | None
+    newest: float | None
+
+
+def _iso(timestamp: float | None) -> str | None:
+    return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
 
 
 class DriftWindow:
@@ -66,8 +94,8 @@ class DriftWindow:
         self._shares = [np.asarray(profile[c].shares, dtype=np.float64) for c in COLUMNS]
         ncol = len(COLUMNS)
         ring = window * ncol
-        ring_padded = -(-ring // 8) * 8  # keep the int64 counts that follow 8-byte aligned
-        size = 8 * _HEADER + ring_padded + 8 * ncol * MAX_BINS + 8 * ncol
+        ring_padded = -(-ring // 8) * 8  # keep the float64 times and int64 counts that follow 8-byte aligned
+        size = 8 * _HEADER + ring_padded + 8 * window + 8 * ncol * MAX_BINS + 8 * ncol
         path = Path(folder or tempfile.mkdtemp(prefix="cali-drift-")) / WINDOW_FILE
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         # flock excludes other processes only: threads share the descriptor (gthread workers)
@@ -90,7 +118,9 @@ class DriftWindow:
         self._ring = np.frombuffer(self._map, dtype=np.uint8, count=ring, offset=8 * _HEADER).reshape(
             window, ncol
         )
-        offset = 8 * _HEADER + ring_padded
+        times_offset = 8 * _HEADER + ring_padded
+        self._times = np.frombuffer(self._map, dtype=np.float64, count=window, offset=times_offset)
+        offset = times_offset + 8 * window
         self._counts = np.frombuffer(self._map, dtype=np.int64, count=ncol * MAX_BINS, offset=offset).reshape(
             ncol, MAX_BINS
         )
@@ -101,6 +131,7 @@ class DriftWindow:
         self._ring_offset = 8 * _HEADER
         whole = memoryview(self._map)
         self._header_mv = whole[: 8 * _HEADER].cast("q")
+        self._times_mv = whole[times_offset:offset].cast("d")
         self._counts_mv = whole[offset : offset + 8 * ncol * MAX_BINS].cast("q")
         self._sums_mv = whole[offset + 8 * ncol * MAX_BINS : offset + 8 * ncol * (MAX_BINS + 1)].cast("d")
         self._column_offsets = np.arange(ncol, dtype=np.intp) * MAX_BINS
@@ -133,10 +164,12 @@ class DriftWindow:
         flat = np.bincount((bins + self._column_offsets).ravel(), minlength=len(COLUMNS) * MAX_BINS)
         sums = full.sum(axis=0)
         kept = bins[-self.window :]
+        now = time.time()
         with self._locked():
             start = int(self._header[1])
             positions = (start + n - len(kept) + np.arange(len(kept))) % self.window
             self._ring[positions] = kept
+            self._times[positions] = now
             self._header[1] = start + n
             self._counts += flat.reshape(len(COLUMNS), MAX_BINS)
             self._sums += sums
@@ -147,12 +180,14 @@ class DriftWindow:
         bins = [bisect_left(e, v) for e, v in zip(self._edge_lists, values, strict=True)]
         ncol = len(COLUMNS)
         counts, sums = self._counts_mv, self._sums_mv
+        now = time.time()
         self._thread_lock.acquire()  # not _locked(): a context manager costs more than the write
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         try:
             cursor = self._header_mv[1]
             at = self._ring_offset + (cursor % self.window) * ncol
             self._map[at : at + ncol] = bytes(bins)
+            self._times_mv[cursor % self.window] = now
             self._header_mv[1] = cursor + 1
             for j, b in enumerate(bins):
                 counts[j * MAX_BINS + b] += 1
@@ -161,26 +196,44 @@ class DriftWindow:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             self._thread_lock.release()
 
-    def recent_counts(self) -> tuple[int, list[np.ndarray]]:
-        """How many records the window holds, and each column's count per bin among them."""
+    def state(self) -> WindowState:
+        """One consistent read of the window: its size, counts per column and bin, and its time span."""
         with self._locked():
-            filled = int(min(self._header[1], self.window))
+            total = int(self._header[1])
+            filled = min(total, self.window)
             ring = self._ring[:filled].copy()
+            # before the ring wraps the oldest record sits at 0; after, at the write cursor
+            first = 0 if total <= self.window else total % self.window
+            oldest = float(self._times[first]) if filled else None
+            newest = float(self._times[(total - 1) % self.window]) if filled else None
         counts = [
             np.bincount(ring[:, j], minlength=len(self._shares[j]))[: len(self._shares[j])]
             for j in range(len(COLUMNS))
         ]
-        return filled, counts
+        return WindowState(filled, counts, oldest, newest)
 
-    def report(self, reference_version: str) -> dict[str, Any]:
-        """The /drift document: window size, each feature's and the prediction's PSI and status."""
-        filled, counts = self.recent_counts()
-        psis = self.psi_values(filled, counts)
+    def recent_counts(self) -> tuple[int, list[np.ndarray]]:
+        """How many records the window holds, and each column's count per bin among them."""
+        state = self.state()
+        return state.filled, state.counts
+
+    def report(self, reference_version: str, state: WindowState | None = None) -> dict[str, Any]:
+        """The /drift document: window size and span, each feature's and the prediction's PSI and status.
+
+        Args:
+            reference_version: The served model's version (its profile is the reference).
+            state: A read of the window (state()); None reads it now.
+        """
+        state = state or self.state()
+        psis = self.psi_values(state.filled, state.counts)
         entries = {
             c: {"psi": None if p is None else round(p, 6), "status": psi_status(p)} for c, p in psis.items()
         }
         return {
-            "window": filled,
+            "window": state.filled,
+            "minimum": DRIFT_MIN_RECORDS,
+            "since": _iso(state.oldest),
+            "until": _iso(state.newest),
             "features": {name: entries[name] for name in FEATURE_NAMES},
             "prediction": entries[PREDICTION],
             "reference": reference_version,
@@ -189,25 +242,26 @@ class DriftWindow:
     def psi_values(
         self, filled: int | None = None, counts: list[np.ndarray] | None = None
     ) -> dict[str, float | None]:
-        """PSI per column over the window; None for each when the window is empty."""
+        """PSI per column over the window; None for each while it holds fewer than DRIFT_MIN_RECORDS."""
         if filled is None or counts is None:
             filled, counts = self.recent_counts()
-        if filled == 0:
+        if filled < DRIFT_MIN_RECORDS:
+            # The one gate: /drift, the page and the EMF lines (hence the alarm) all read these values.
             return dict.fromkeys(COLUMNS)
         return {c: psi(counts[j], self._shares[j]) for j, c in enumerate(COLUMNS)}
 
-    def bins_document(self) -> dict[str, Any]:
+    def bins_document(self, state: WindowState | None = None) -> dict[str, Any]:
         """Reference and recent share per bin for each column (the drift page's picture)."""
-        filled, counts = self.recent_counts()
+        state = state or self.state()
         columns = {}
         for j, column in enumerate(COLUMNS):
-            total = counts[j].sum()
+            total = state.counts[j].sum()
             columns[column] = {
                 "edges": self._edge_lists[j],
                 "reference": self._shares[j].tolist(),
-                "recent": (counts[j] / total).round(6).tolist() if total else None,
+                "recent": (state.counts[j] / total).round(6).tolist() if total else None,
             }
-        return {"window": filled, "columns": columns}
+        return {"window": state.filled, "columns": columns}
 
     def totals(self) -> tuple[np.ndarray, np.ndarray]:
         """Cumulative counts per column and bin, and per-column sums, since the server started."""
@@ -223,8 +277,32 @@ class DriftWindow:
         return self._shares[column_index]
 
 
-def bin_label(edges: list[float], i: int) -> str:
-    """A readable name of bin i, e.g. "(2.35, 3.14]"."""
-    low = "-inf" if i == 0 else f"{edges[i - 1]:g}"
-    high = "inf" if i == len(edges) else f"{edges[i]:g}"
-    return f"({low}, {high}]" if math.isfinite(float(high)) else f"({low}, {high})"
+def _rounded(value: float, digits: int) -> str:
+    """value to `digits` significant digits in plain notation: 1166 -> "1,170", 2.3456 -> "2.35"."""
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g}"
+    decimals = digits - 1 - math.floor(math.log10(abs(value)))
+    text = f"{round(value, decimals):,.{max(decimals, 0)}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def edge_texts(edges: list[float]) -> list[str]:
+    """The edges rounded for people: the fewest significant digits (3 at least) that keep them distinct."""
+    for digits in range(3, 10):
+        texts = [_rounded(e, digits) for e in edges]
+        if len(set(texts)) == len(texts):
+            return texts
+    return [f"{e:,}" for e in edges]
+
+
+def bin_labels(edges: list[float]) -> list[str]:
+    """A readable name of every bin: "≤ 2.35", "2.35 to 3.14", ..., "> 7.5".
+
+    A bin holds the values above its lower edge up to and including its upper edge, as Prometheus'
+    le buckets do (model.profile.bin_index).
+    """
+    texts = edge_texts(edges)
+    if not texts:
+        return ["all values"]
+    middle = [f"{low} to {high}" for low, high in itertools.pairwise(texts)]
+    return [f"≤ {texts[0]}", *middle, f"> {texts[-1]}"]

@@ -7,6 +7,7 @@ thresholds, EMF lines); this module wires them into Flask and gunicorn.
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,19 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from werkzeug.exceptions import NotFound
 
 from model.profile import load_profile
-from model.schema import FEATURE_NAMES
-from service.drift import COLUMNS, DriftWindow, bin_label
-from service.telemetry import PSI_DRIFT, PSI_WARNING, Emitter, Snapshot, p99_from_buckets
+from model.schema import BY_NAME, FEATURE_NAMES, TARGET_UNIT_USD
+from service.drift import COLUMNS, DriftWindow, bin_labels
+from service.telemetry import (
+    DRIFT,
+    NOT_ENOUGH_DATA,
+    PSI_DRIFT,
+    PSI_WARNING,
+    STABLE,
+    WARNING,
+    Emitter,
+    Snapshot,
+    p99_from_buckets,
+)
 
 bp = Blueprint("drift", __name__)
 
@@ -73,29 +84,67 @@ def drift_bins() -> Response:
 
 @bp.get("/drift/page")
 def drift_page() -> str:
-    """The drift page: reference against recent share per bin, one chart per feature."""
+    """The drift page: a summary, then reference against recent share per bin, one chart per column."""
     window = _window()
     version = current_app.extensions["predictor"].version
-    report = window.report(version)
-    bins = window.bins_document()["columns"]
+    state = window.state()  # one read, so the summary and the charts describe the same records
+    report = window.report(version, state)
+    bins = window.bins_document(state)["columns"]
     charts = []
     for name in COLUMNS:
         entry = report["prediction"] if name not in FEATURE_NAMES else report["features"][name]
         column = bins[name]
-        labels = [bin_label(column["edges"], i) for i in range(len(column["reference"]))]
+        labels = bin_labels(column["edges"])
         recent = column["recent"] or [None] * len(labels)
+        feature = BY_NAME.get(name)
         charts.append(
-            {"name": name, **entry, "bars": list(zip(labels, column["reference"], recent, strict=True))}
+            {
+                "name": name,
+                "about": f"{feature.description}, in {feature.unit}" if feature else _PREDICTION_ABOUT,
+                **entry,
+                "bars": list(zip(labels, column["reference"], recent, strict=True)),
+            }
         )
+    features = [c for c in charts if c["name"] in FEATURE_NAMES]
+    drifting = [c["name"] for c in features if c["status"] == DRIFT]
+    warnings = [c["name"] for c in features if c["status"] == WARNING]
+    enough = report["window"] >= report["minimum"]
+    verdict = NOT_ENOUGH_DATA if not enough else DRIFT if drifting else WARNING if warnings else STABLE
     return render_template(
         "drift.html",
         charts=charts,
-        window=report["window"],
+        drifting=drifting,
+        warnings=warnings,
+        enough=enough,
+        verdict=verdict,
+        colours=STATUS_COLOURS,
+        report=report,
+        since=_clock(report["since"]),
+        until=_clock(report["until"]),
+        now=_clock(datetime.now(UTC).isoformat(timespec="seconds")),
         capacity=window.window,
         model_version=version,
         warning=PSI_WARNING,
         drift=PSI_DRIFT,
     )
+
+
+# Badge colours (background, text) per status: drift the loudest, "not enough data" the quietest.
+# Each pair has a contrast ratio of at least 4.5:1 (WCAG AA for text).
+STATUS_COLOURS: dict[str, tuple[str, str]] = {
+    STABLE: ("#dcf1e3", "#0f5c2e"),
+    WARNING: ("#fde9b5", "#6b4500"),
+    DRIFT: ("#b42318", "#ffffff"),
+    NOT_ENOUGH_DATA: ("#e7eaef", "#3d4556"),
+}
+
+# The prediction is in the target's unit (model.schema.TARGET_UNIT_USD dollars).
+_PREDICTION_ABOUT = f"the model's answer, in units of ${TARGET_UNIT_USD:,.0f}"
+
+
+def _clock(iso: str | None) -> str | None:
+    """An ISO-8601 UTC time as the page shows it: "2026-12-04 20:14:03 UTC"."""
+    return None if iso is None else iso.replace("T", " ").replace("+00:00", " UTC")
 
 
 class DriftCollector:

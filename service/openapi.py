@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from model.schema import FEATURE_NAMES, FEATURES, example_record
-from service.telemetry import DRIFT, NO_DATA, STABLE, WARNING
+from service.telemetry import DRIFT_MIN_RECORDS, NOT_ENOUGH_DATA, STATUSES
 
 
 def _error_response(description: str) -> dict[str, Any]:
@@ -227,16 +227,44 @@ def build_openapi(max_batch: int) -> dict[str, Any]:
                         "psi": {
                             "type": "number",
                             "nullable": True,
-                            "description": "null while the window is empty",
+                            "description": f"null below {DRIFT_MIN_RECORDS} records in the window",
                         },
-                        "status": {"type": "string", "enum": [STABLE, WARNING, DRIFT, NO_DATA]},
+                        "status": {
+                            "type": "string",
+                            "enum": list(STATUSES),
+                            "description": f"{NOT_ENOUGH_DATA!r} below {DRIFT_MIN_RECORDS} records",
+                        },
                     },
                 },
                 "Drift": {
                     "type": "object",
-                    "required": ["window", "features", "prediction", "reference"],
+                    "required": [
+                        "window",
+                        "minimum",
+                        "since",
+                        "until",
+                        "features",
+                        "prediction",
+                        "reference",
+                    ],
                     "properties": {
-                        "window": {"type": "integer", "minimum": 0},
+                        "window": {"type": "integer", "minimum": 0, "description": "records in the window"},
+                        "minimum": {
+                            "type": "integer",
+                            "description": "records the window needs before any column gets a PSI",
+                        },
+                        "since": {
+                            "type": "string",
+                            "format": "date-time",
+                            "nullable": True,
+                            "description": "arrival of the window's oldest record (UTC); null when empty",
+                        },
+                        "until": {
+                            "type": "string",
+                            "format": "date-time",
+                            "nullable": True,
+                            "description": "arrival of the window's newest record (UTC); null when empty",
+                        },
                         "features": {
                             "type": "object",
                             "required": list(FEATURE_NAMES),

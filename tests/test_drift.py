@@ -2,17 +2,23 @@
 
 The behaviours the issue names are pinned with real rows: the test split replayed through the real
 server (gunicorn, 2 workers, loopback) stays stable; MedInc x1.5 and HouseAge +15 on test-split rows
-flag exactly those two features; the window forgets; two processes' records are counted together.
+flag exactly those two features; the window forgets; two processes' records are counted together;
+below DRIFT_MIN_RECORDS nothing is judged, and a restarted server that saw the README tour's two
+requests emits no PSI for the drift alarm to read.
 """
 
 from __future__ import annotations
 
 import json
 import multiprocessing
+import re
 import subprocess
 import sys
+import time
+import types
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 
 import numpy as np
 import pytest
@@ -21,8 +27,18 @@ from model import data
 from model.artifact import verify_artifact
 from model.profile import PREDICTION, PROFILE_FILE, bin_index, load_profile, reference_of
 from model.schema import FEATURE_NAMES
-from service.drift import COLUMNS, DriftWindow, psi
-from service.telemetry import DRIFT, NO_DATA, PSI_DRIFT, PSI_WARNING, STABLE, psi_status
+from service import telemetry
+from service.drift import COLUMNS, DriftWindow, bin_labels, edge_texts, psi
+from service.telemetry import (
+    DRIFT,
+    DRIFT_MIN_RECORDS,
+    NOT_ENOUGH_DATA,
+    PSI_DRIFT,
+    PSI_WARNING,
+    STABLE,
+    STATUSES,
+    psi_status,
+)
 from testkit.live import ROOT
 
 WINDOW = 5_000  # the default DRIFT_WINDOW: the whole test split (4,128 rows) fits in it
@@ -88,7 +104,7 @@ def test_bins_follow_prometheus_le() -> None:
 @pytest.mark.parametrize(
     ("value", "status"),
     [
-        (None, NO_DATA),
+        (None, NOT_ENOUGH_DATA),
         (0.0, STABLE),
         (PSI_WARNING - 1e-9, STABLE),
         (PSI_WARNING, "warning"),
@@ -114,11 +130,85 @@ def window(trained_model_dir, tmp_path) -> DriftWindow:
     return DriftWindow(load_profile(trained_model_dir), 1_000, str(tmp_path))
 
 
-def test_empty_window_answers_no_data(window) -> None:
+def test_empty_window_answers_not_enough_data(window) -> None:
     report = window.report("v1")
     assert report["window"] == 0
-    assert {e["status"] for e in report["features"].values()} == {NO_DATA}
-    assert report["prediction"] == {"psi": None, "status": NO_DATA}
+    assert (report["since"], report["until"]) == (None, None)
+    assert {e["status"] for e in report["features"].values()} == {NOT_ENOUGH_DATA}
+    assert report["prediction"] == {"psi": None, "status": NOT_ENOUGH_DATA}
+
+
+def test_statuses_are_distinct_and_not_enough_data_is_one_of_them() -> None:
+    assert len(set(STATUSES)) == len(STATUSES) == 4
+    assert NOT_ENOUGH_DATA in STATUSES
+
+
+def test_below_the_minimum_even_drifted_rows_read_not_enough_data_and_have_no_psi(window, test_rows) -> None:
+    window.record(drifted(test_rows[: DRIFT_MIN_RECORDS - 1]), np.ones(DRIFT_MIN_RECORDS - 1))
+    report = window.report("v")
+    assert report["window"] == DRIFT_MIN_RECORDS - 1
+    assert report["minimum"] == DRIFT_MIN_RECORDS
+    entries = [*report["features"].values(), report["prediction"]]
+    assert entries == [{"psi": None, "status": NOT_ENOUGH_DATA}] * len(COLUMNS)
+    assert set(window.psi_values().values()) == {None}  # what the EMF lines are built from
+    # the record that reaches the minimum turns judging on: the drift is seen at once
+    window.record(drifted(test_rows[DRIFT_MIN_RECORDS - 1 : DRIFT_MIN_RECORDS]), np.ones(1))
+    report = window.report("v")
+    assert report["features"]["MedInc"]["status"] == DRIFT
+    assert report["features"]["HouseAge"]["status"] == DRIFT
+    assert all(isinstance(e["psi"], float) for e in report["features"].values())
+
+
+def test_a_drift_window_smaller_than_the_minimum_is_refused_at_startup() -> None:
+    from service.config import ConfigError, ServiceSettings
+
+    # such a window could never hold enough records to leave "not enough data"
+    with pytest.raises(ConfigError, match="DRIFT_WINDOW"):
+        ServiceSettings.from_env({"DRIFT_WINDOW": str(DRIFT_MIN_RECORDS - 1)})
+    assert (
+        ServiceSettings.from_env({"DRIFT_WINDOW": str(DRIFT_MIN_RECORDS)}).drift_window == DRIFT_MIN_RECORDS
+    )
+
+
+def test_the_window_says_since_when_its_records_came(window, test_rows, monkeypatch) -> None:
+    clock = [1_800_000_000.0]  # 2027-01-15 08:00:00 UTC
+    monkeypatch.setattr("service.drift.time", types.SimpleNamespace(time=lambda: clock[0]))
+    window.record(test_rows[:600], np.ones(600))  # a batch: one arrival time
+    clock[0] += 60
+    for row in test_rows[600:1_000]:  # one at a time, as most requests come
+        window.record(row[None, :], np.ones(1))
+    report = window.report("v")
+    assert report["since"] == "2027-01-15T08:00:00+00:00"
+    assert report["until"] == "2027-01-15T08:01:00+00:00"
+    # once the ring wraps, the oldest record left is one that came later
+    clock[0] += 60
+    window.record(test_rows[:700], np.ones(700))
+    report = window.report("v")
+    assert report["window"] == 1_000
+    assert report["since"] == "2027-01-15T08:01:00+00:00"
+    assert report["until"] == "2027-01-15T08:02:00+00:00"
+
+
+def test_bin_edges_are_rounded_for_people_yet_stay_distinct() -> None:
+    assert edge_texts([1166.2, 2.34567, 100_000.0, 0.0012345]) == ["1,170", "2.35", "100,000", "0.00123"]
+    # three significant digits would make -122.03 and -122.0 the same; more digits are taken
+    assert len(set(edge_texts([-122.03, -122.0, -121.8]))) == 3
+    assert bin_labels([1.5, 2.25]) == ["≤ 1.5", "1.5 to 2.25", "> 2.25"]
+
+
+def test_the_drift_page_summary_and_bins_carry_units_and_rounded_edges(client, trained_model_dir) -> None:
+    from model.schema import BY_NAME
+
+    text = client.get("/drift/page").get_data(as_text=True)
+    assert 'id="summary"' in text
+    assert f'data-status="{NOT_ENOUGH_DATA}"' in text
+    assert f"0 of the {DRIFT_MIN_RECORDS:,} records a PSI needs" in text
+    assert BY_NAME["MedInc"].unit in text
+    for label in bin_labels(list(load_profile(trained_model_dir)["Population"].edges)):
+        assert f">{label.replace('>', '&gt;')}<" in text
+    assert 'href="/drift/page">Refresh<' in text
+    # the page's card is no longer the status rule's element: a status only colours its badges
+    assert '<main class="drift-page">' in text
 
 
 def test_one_row_and_batch_paths_count_the_same_bins(trained_model_dir, tmp_path, test_rows) -> None:
@@ -182,23 +272,28 @@ def test_two_processes_share_one_window(trained_model_dir, tmp_path, test_rows) 
 # ---- the routes, through the Flask client ------------------------------------------------------
 
 
-def test_drift_route_shape(client) -> None:
+def _predict_in_process(client, rows: np.ndarray) -> None:
+    """Predict rows through the Flask client, in batches the fixture's MAX_BATCH (50) admits."""
+    for start in range(0, len(rows), 50):
+        records = [dict(zip(FEATURE_NAMES, map(float, r), strict=True)) for r in rows[start : start + 50]]
+        assert client.post("/predict", json={"instances": records}).status_code == 200
+
+
+def test_drift_route_shape(client, test_rows) -> None:
     body = client.get("/drift").get_json()
-    assert set(body) == {"window", "features", "prediction", "reference"}
+    assert set(body) == {"window", "minimum", "since", "until", "features", "prediction", "reference"}
     assert list(body["features"]) == list(FEATURE_NAMES)
     assert body["reference"] == client.get("/metadata").get_json()["model_version"]
-    client.post(
-        "/predict",
-        json={
-            "instances": [
-                dict(zip(FEATURE_NAMES, r, strict=True))
-                for r in [[8.3252, 41, 6.98, 1.02, 322, 2.56, 37.88, -122.23]] * 3
-            ]
-        },
-    )
+    _predict_in_process(client, test_rows[:3])
     after = client.get("/drift").get_json()
     assert after["window"] == 3
-    assert all(isinstance(e["psi"], float) for e in after["features"].values())
+    assert {e["status"] for e in after["features"].values()} == {NOT_ENOUGH_DATA}
+    assert datetime.fromisoformat(after["since"]) <= datetime.fromisoformat(after["until"])
+    _predict_in_process(client, test_rows[3:DRIFT_MIN_RECORDS])
+    judged = client.get("/drift").get_json()
+    assert judged["window"] == DRIFT_MIN_RECORDS
+    assert all(isinstance(e["psi"], float) for e in judged["features"].values())
+    assert {e["status"] for e in judged["features"].values()} == {STABLE}
 
 
 def test_drift_page_is_linked_from_the_playground_and_the_report(client) -> None:
@@ -303,3 +398,71 @@ def test_live_replay_of_the_test_split_is_stable_then_drift_is_caught_then_forgo
     done = drift_report(url)
     assert done.returncode == 0
     assert "| MedInc |" in done.stdout
+
+
+# ---- a restart: the README tour's two requests must not look like drift ------------------------
+
+
+def readme_tour_predictions() -> list[dict]:
+    """The bodies of the README tour's `curl ... /predict` requests, as a newcomer sends them."""
+    readme = (ROOT / "README.md").read_text()
+    bodies = re.findall(
+        r"curl -s \$URL/predict -H 'Content-Type: application/json' \\\n\s*-d '(.*?)'", readme, re.S
+    )
+    return [json.loads(b) for b in bodies]
+
+
+def _post_json(url: str, body: dict) -> None:
+    request = urllib.request.Request(
+        f"{url}/predict", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 200
+
+
+def _emf(server, until) -> list[dict]:
+    """The server's EMF lines so far, polled until `until(lines)` holds (30 s at most)."""
+    deadline = time.monotonic() + 30
+    while True:
+        docs = [json.loads(ln) for ln in server.log.read_text().splitlines() if ln.startswith('{"_aws"')]
+        if until(docs) or time.monotonic() > deadline:
+            return docs
+        time.sleep(0.5)
+
+
+def test_a_restarted_server_after_the_readme_tour_reads_no_drift_and_emits_no_psi(
+    trained_model_dir, test_rows
+):
+    from testkit.live import gunicorn
+
+    tour = readme_tour_predictions()
+    assert len(tour) == 2, "the README tour's two /predict requests were not found"
+    # a fresh server is a restart: gunicorn's on_starting hook gives it an empty window. EMF=1 is the
+    # switch the boot script sets on AWS, where CloudWatch reads the lines.
+    env = {"WORKERS": "2", "TELEMETRY_INTERVAL": "1", "EMF": "1"}
+    with gunicorn(trained_model_dir, env) as server:
+        for body in tour:
+            _post_json(server.url, body)
+        report = _drift(server.url)
+        assert report["window"] == 2
+        assert {e["status"] for e in [*report["features"].values(), report["prediction"]]} == {
+            NOT_ENOUGH_DATA
+        }
+        # every worker prints each interval, traffic or not: wait for lines printed a full interval
+        # after the tour, so they were built from the window holding the tour's records
+        after_ms = (time.time() + 1) * 1000
+
+        def after_tour(docs: list[dict]) -> list[dict]:
+            return [d for d in docs if d["_aws"]["Timestamp"] >= after_ms and telemetry.REQUESTS in d]
+
+        docs = _emf(server, lambda d: len(after_tour(d)) >= 2)
+        assert len(after_tour(docs)) >= 2, "the workers printed no EMF line after the tour"
+        assert not [d for d in docs if telemetry.DRIFT_PSI in d or telemetry.DRIFT_PSI_MAX in d]
+
+        # the same server, once the window holds the minimum of ordinary rows: PSI is sent, and stable
+        _replay(server.url, test_rows[:DRIFT_MIN_RECORDS])
+        docs = _emf(server, lambda d: any(telemetry.DRIFT_PSI_MAX in x for x in d))
+        largest = [d[telemetry.DRIFT_PSI_MAX] for d in docs if telemetry.DRIFT_PSI_MAX in d]
+        assert largest, "no DriftPSIMax once the window held the minimum"
+        assert max(largest) < PSI_WARNING
+        assert set(_statuses(_drift(server.url)).values()) == {STABLE}

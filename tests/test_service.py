@@ -360,3 +360,12 @@ def test_an_unsafe_request_id_is_replaced(client):
     response = client.get("/health", headers={"X-Request-ID": "bad id <script>"})
     assert response.headers["X-Request-ID"] != "bad id <script>"
     assert len(response.headers["X-Request-ID"]) == 32
+
+
+def test_the_api_keeps_its_wording_for_a_string_in_a_number_field(client):
+    # API clients get the JSON type they sent; the playground words it for people (tests/test_browser.py)
+    response = post(client, record(MedInc="abc"))
+    assert response.status_code == 400
+    assert response.get_json()["error"]["details"] == [
+        {"field": "MedInc", "reason": "must be a JSON number, got string"}
+    ]

@@ -179,8 +179,9 @@ def test_the_real_server_prints_valid_emf_lines(trained_model_dir) -> None:
     from testkit.live import gunicorn
     from tests.test_drift import _post
 
-    with gunicorn(trained_model_dir, {"WORKERS": "2", "TELEMETRY_INTERVAL": "1"}) as server:
-        rows = [[8.3252, 41, 6.98, 1.02, 322, 2.56, 37.88, -122.23]] * 20
+    with gunicorn(trained_model_dir, {"WORKERS": "2", "TELEMETRY_INTERVAL": "1", "EMF": "1"}) as server:
+        # the window's minimum, so the PSI lines are printed too
+        rows = [[8.3252, 41, 6.98, 1.02, 322, 2.56, 37.88, -122.23]] * telemetry.DRIFT_MIN_RECORDS
         import numpy as np
 
         _post(server.url, np.array(rows))

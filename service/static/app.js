@@ -1,6 +1,7 @@
 // The playground sends exactly what was typed (numbers as numbers, anything else as text) and
-// lets the server judge it: the page shows the server's own per-field errors, so the API and the
-// page can never disagree about what is valid.
+// lets the server judge it: the page shows an error exactly where the server found one, so the API
+// and the page can never disagree about what is valid. The server's reasons are worded for API
+// clients ("must be a JSON number, got string"); the page words them for people (reasonForPeople).
 (function () {
   "use strict";
   const form = document.getElementById("predict-form");
@@ -28,14 +29,23 @@
     return record;
   }
 
-  function showErrors(body) {
+  // A field the page sent as text did not read as a number, so that is what the server refused;
+  // any other reason (a value outside its range) is already plain words, said with the field's name.
+  function reasonForPeople(name, sent, reason) {
+    if (typeof sent === "string") {
+      return sent === "" ? name + " is empty: enter a number" : name + " must be a number";
+    }
+    return name + " " + reason;
+  }
+
+  function showErrors(body, record) {
     const error = body && body.error ? body.error : { message: "unexpected answer", details: [] };
     let placed = false;
     for (const d of error.details || []) {
       const field = form.querySelector('.field[data-field="' + d.field + '"]');
       if (field) {
         field.classList.add("invalid");
-        field.querySelector(".error").textContent = d.reason;
+        field.querySelector(".error").textContent = reasonForPeople(d.field, record[d.field], d.reason);
         placed = true;
       }
     }
@@ -46,12 +56,13 @@
     event.preventDefault();
     clearErrors();
     result.hidden = true;
+    const record = readRecord();
     let response;
     try {
       response = await fetch("predict", {
         method: "POST",
         headers: { "Content-Type": "application/json" },
-        body: JSON.stringify(readRecord()),
+        body: JSON.stringify(record),
       });
     } catch (err) {
       formError.textContent = "The server could not be reached.";
@@ -59,7 +70,7 @@
     }
     const body = await response.json().catch(function () { return null; });
     if (!response.ok) {
-      showErrors(body);
+      showErrors(body, record);
       return;
     }
     price.textContent = dollars.format(body.price_usd);

@@ -86,6 +86,14 @@ def test_drift_alarm_fires_at_the_shared_threshold_sustained(deployment: Deploym
     assert drift.inputs["evaluationPeriods"] * drift.inputs["period"] >= 30 * 60  # sustained, not one blip
 
 
+def test_drift_alarm_stays_quiet_while_the_service_sends_no_psi(deployment: Deployment) -> None:
+    # Below DRIFT_MIN_RECORDS the service prints no DriftPSIMax (service/telemetry.py); "notBreaching"
+    # counts a missing data point as within the threshold (AWS: TreatMissingData, "Configuring how
+    # CloudWatch alarms treat missing data"), so a quiet or just-restarted server cannot raise it.
+    (drift,) = [a for a in deployment.of_type(ALARM) if a.inputs.get("metricName") == telemetry.DRIFT_PSI_MAX]
+    assert drift.inputs["treatMissingData"] == "notBreaching"
+
+
 def test_only_the_fleet_watches_healthy_targets(prod: Deployment, fleet: Deployment) -> None:
     def health(d: Deployment) -> list:
         return [a for a in d.of_type(ALARM) if a.inputs.get("metricName") == "HealthyHostCount"]
