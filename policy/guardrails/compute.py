@@ -141,12 +141,9 @@ VOLUME_SIZE = ResourceRule(
 
 
 def _fleet_size(_typ: str, props: Mapping[str, Any], config: Mapping[str, Any]) -> Iterator[str]:
-    most = number(props.get("maxSize"))
-    if most is None or most > number(config["maxFleetSize"]):
-        yield (
-            f"maxSize is {props.get('maxSize')!r}; this stack allows at most "
-            f"{config['maxFleetSize']} instances."
-        )
+    most, limit = number(props.get("maxSize")), number(config["maxFleetSize"]) or 0
+    if most is None or most > limit:
+        yield f"maxSize is {props.get('maxSize')!r}; this stack allows at most {limit:g} instances."
 
 
 FLEET_SIZE = ResourceRule(
