@@ -7,6 +7,7 @@ the policy must report it with a message that says what is wrong.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +17,7 @@ from guardrails import compute, network, storage
 from guardrails import tokens as t
 
 from tests.infra.conftest import Deployment
-from tests.policy.conftest import MODES, mutated, resources, view, without
+from tests.policy.conftest import MODES, ROOT, mutated, resources, view, without
 
 RULE_IDS = [r.name for r in guardrails.RESOURCE_RULES]
 STACK_IDS = [r.name for r in guardrails.STACK_RULES]
@@ -483,3 +484,16 @@ def test_a_bucket_without_a_public_access_block_is_reported(prod: Deployment) ->
     assert [v.message for v in storage.PRIVATE_BUCKETS.validate(stack)] == [
         "bucket cali-state-bucket has no public access block."
     ]
+
+
+def test_the_deploy_guide_lists_every_policy_with_its_level_and_settings() -> None:
+    text = (ROOT / "docs" / "deploy.md").read_text()
+    rows = {
+        m[1]: (m[2], m[3])
+        for m in re.finditer(r"^\| `([a-z0-9-]+)` \| (\w+) \|[^|]*\|([^|]*)\|$", text, re.M)
+    }
+    assert {name: level for name, (level, _) in rows.items()} == {
+        r.name: r.level for r in guardrails.ALL_RULES
+    }
+    for rule in guardrails.ALL_RULES:
+        assert all(f"`{key}`" in rows[rule.name][1] for key in rule.config), rule.name
