@@ -40,9 +40,10 @@ def _algorithms(encryption: Resource) -> list[Any]:
 
 
 def _encrypted_buckets(resources: Sequence[Resource], _config: Mapping[str, Any]) -> Iterator[Violation]:
+    # Judged on the configuration resource, not the bucket's own serverSideEncryptionConfiguration:
+    # that is deprecated as an input and, as an output, read back from AWS, which reports SSE-S3 for
+    # every bucket made since 2023; trusting it would pass any bucket (pulumi_aws/s3/bucket.py).
     for bucket in of_type(resources, *t.BUCKETS):
-        if has_key(bucket.props, "serverSideEncryptionConfiguration"):
-            continue  # the legacy inline form; AWS stores the same setting
         configs = _bound(resources, bucket, *t.BUCKET_ENCRYPTION)
         if not configs:
             yield Violation(f"bucket {bucket.name} has no server-side encryption configuration.", bucket.urn)
