@@ -91,11 +91,13 @@ PRIVATE_BUCKETS = StackRule(
 
 
 def _whole_bucket(rule: Mapping[str, Any]) -> bool:
-    """Whether a lifecycle rule applies to every object (no filter, or an empty prefix and nothing else)."""
+    """Whether a lifecycle rule applies to every object: its filter (or the filter's `and`) selects
+    by no prefix, size or tag, as Checkov's CKV_AWS_300 (S3AbortIncompleteUploads) reads it."""
     if has_key(rule, "prefix") and rule.get("prefix"):
         return False
     selector = mapping(rule.get("filter"))
-    return all(not selector.get(key) for key in selector)
+    selector = {**selector, **mapping(selector.get("and"))}
+    return all(not selector.get(key) for key in selector if key != "and")
 
 
 def _abort_uploads(_typ: str, props: Mapping[str, Any], _config: Mapping[str, Any]) -> Iterator[str]:

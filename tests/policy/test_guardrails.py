@@ -241,6 +241,15 @@ MUTATIONS: list[Mutation] = [
     ),
     (
         "fleet",
+        t.BUCKET_LIFECYCLE[0],
+        "cali-alb-logs",
+        lambda p: p["rules"][0].update(filter={"and": {"prefix": "", "tags": {"keep": "no"}}}),
+        storage.ABORT_INCOMPLETE_UPLOADS,
+        "no enabled rule over the whole bucket sets abortIncompleteMultipartUpload.daysAfterInitiation; "
+        "an interrupted upload's parts stay (and are billed) forever.",
+    ),
+    (
+        "fleet",
         t.LOAD_BALANCER,
         "cali-alb",
         lambda p: p["accessLogs"].update(enabled=False),
