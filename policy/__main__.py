@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import guardrails
+import pulumi.runtime
 from pulumi_policy import (
     EnforcementLevel,
     Policy,
@@ -41,7 +42,9 @@ def resource_policy(rule: guardrails.ResourceRule) -> ResourceValidationPolicy:
     """A rule judging one resource, as the engine's Analyze call runs it."""
 
     def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-        for message in rule.validate(args.resource_type, args.props, args.get_config()):
+        # The stack's config, which pulumi.policy's entry point read from PULUMI_CONFIG.
+        stack = pulumi.runtime.get_config_env()
+        for message in rule.validate(args.resource_type, args.props, args.get_config(), stack):
             report_violation(message, None)
 
     return ResourceValidationPolicy(

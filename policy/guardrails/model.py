@@ -18,6 +18,9 @@ from typing import Any
 
 MANDATORY = "mandatory"  # breaking it is a defect: the CLI fails the preview or up
 ADVISORY = "advisory"  # a choice a stack may make: the CLI warns and goes on
+# The settings' key holding the stack's config, which the language host hands a Python pack as
+# PULUMI_CONFIG (pulumi/pulumi sdk/python/cmd/pulumi-language-python/main.go, RunPlugin).
+STACK_CONFIG = "stackConfig"
 
 
 @dataclass(frozen=True)
@@ -69,10 +72,14 @@ class Rule:
     level: str
     config: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
-    def settings(self, given: Mapping[str, Any] | None) -> dict[str, Any]:
-        """The schema's defaults overlaid with the configured values (the engine does the same)."""
+    def settings(
+        self, given: Mapping[str, Any] | None, stack: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        """The schema's defaults overlaid with the configured values (the engine does the same), and
+        under STACK_CONFIG the stack's own config ("project:key" -> value) where the CLI passes it."""
         values = {key: schema["default"] for key, schema in self.config.items() if "default" in schema}
         values.update({k: v for k, v in (given or {}).items() if k != "enforcementLevel"})
+        values[STACK_CONFIG] = dict(stack or {})
         return values
 
 
@@ -84,12 +91,16 @@ class ResourceRule(Rule):
     check: ResourceCheck | None = None
 
     def validate(
-        self, typ: str, props: Mapping[str, Any], config: Mapping[str, Any] | None = None
+        self,
+        typ: str,
+        props: Mapping[str, Any],
+        config: Mapping[str, Any] | None = None,
+        stack: Mapping[str, str] | None = None,
     ) -> list[str]:
         """The violation messages for one resource ([] when it complies or is not one of `types`)."""
         if typ not in self.types or self.check is None:
             return []
-        return list(self.check(typ, props, self.settings(config)))
+        return list(self.check(typ, props, self.settings(config, stack)))
 
 
 @dataclass(frozen=True)

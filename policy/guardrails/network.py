@@ -10,6 +10,7 @@ from . import tokens as t
 from .model import (
     ADVISORY,
     MANDATORY,
+    STACK_CONFIG,
     Resource,
     ResourceRule,
     StackRule,
@@ -21,6 +22,9 @@ from .model import (
 )
 
 SSH_PORT = 22
+# Pulumi.yaml's appPort and mode, as the stack's config names them
+APP_PORT_KEY = "cali-housing:appPort"
+MODE_KEY = "cali-housing:mode"
 WORLD = frozenset({"0.0.0.0/0", "::/0"})
 ALL_PROTOCOLS = frozenset({"-1", "all"})
 TCP = frozenset({"tcp", "6"})
@@ -120,6 +124,11 @@ NO_SSH = ResourceRule(
 
 def _world_ingress(typ: str, props: Mapping[str, Any], config: Mapping[str, Any]) -> Iterator[str]:
     allowed = {int(p) for p in config["publicPorts"]}
+    stack = config[STACK_CONFIG]
+    app_port = number(stack.get(APP_PORT_KEY))
+    if app_port is not None and stack.get(MODE_KEY, "single") == "single":
+        # the one server serves the stack's app port to allowedCidrs; a fleet's instances never do
+        allowed.add(int(app_port))
     for ingress in ingresses(typ, props):
         world = sorted(WORLD.intersection(ingress.cidrs))
         if not world:
@@ -142,8 +151,9 @@ WORLD_INGRESS = ResourceRule(
     name="world-ingress-app-port-only",
     description="Ingress from anywhere (0.0.0.0/0 or ::/0) is one TCP port the service answers on "
     "(the app port in single mode, 80/443 on the load balancer), nothing else.",
-    remediation="Narrow the rule's source (allowedCidrs) or its port; a stack whose app port is not "
-    "80 lists it in this policy's publicPorts setting.",
+    remediation="Narrow the rule's source (allowedCidrs) or its port. In single mode the stack's "
+    "appPort is public by design (read from the stack's config); another port goes in this policy's "
+    "publicPorts setting.",
     level=MANDATORY,
     types=INGRESS_TYPES,
     check=_world_ingress,

@@ -16,7 +16,7 @@ import pytest
 from guardrails import compute, network, storage
 from guardrails import tokens as t
 
-from tests.infra.conftest import Deployment
+from tests.infra.conftest import Deployment, cli_config, run_program
 from tests.policy.conftest import MODES, ROOT, mutated, resources, view, without
 
 RULE_IDS = [r.name for r in guardrails.RESOURCE_RULES]
@@ -506,3 +506,30 @@ def test_the_deploy_guide_lists_every_policy_with_its_level_and_settings() -> No
     }
     for rule in guardrails.ALL_RULES:
         assert all(f"`{key}`" in rows[rule.name][1] for key in rule.config), rule.name
+
+
+@pytest.fixture(scope="module")
+def app_port_8080() -> tuple[Deployment, dict[str, str]]:
+    """The single stack serving on 8080, and its config as the CLI hands it to the pack."""
+    config = cli_config("prod", appPort=8080)
+    return run_program(config), config
+
+
+def test_the_stacks_own_app_port_is_public_in_single_mode(
+    app_port_8080: tuple[Deployment, dict[str, str]],
+) -> None:
+    deployment, config = app_port_8080
+    group = deployment.named(t.SECURITY_GROUP, "cali-sg")
+    assert network.WORLD_INGRESS.validate(group.typ, group.inputs, None, config) == []
+    # without the stack's config (an older CLI passes none) the defaults alone refuse it
+    assert network.WORLD_INGRESS.validate(group.typ, group.inputs) == [
+        "ingress[0] (app) opens TCP 8080 to 0.0.0.0/0; the public ports are [80, 443] "
+        "(policy setting publicPorts)."
+    ]
+
+
+def test_a_fleet_stacks_app_port_is_never_public(app_port_8080: tuple[Deployment, dict[str, str]]) -> None:
+    deployment, config = app_port_8080
+    group = deployment.named(t.SECURITY_GROUP, "cali-sg")
+    fleet_config = {**config, "cali-housing:mode": "fleet"}
+    assert len(network.WORLD_INGRESS.validate(group.typ, group.inputs, None, fleet_config)) == 1

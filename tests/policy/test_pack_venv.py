@@ -11,6 +11,7 @@ engine itself: that takes the Pulumi CLI.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -25,10 +26,12 @@ from pulumi.runtime import proto
 from pulumi.runtime.proto import analyzer_pb2_grpc
 
 from testkit.processes import stop
-from tests.infra.conftest import Deployment
+from tests.infra.conftest import Deployment, cli_config, run_program
 from tests.policy.conftest import PACK
 
 PACK_PYTHON = PACK / ".venv" / "bin" / "python"
+# The stack's config as the language host passes it to a Python pack (PULUMI_CONFIG, main.go RunPlugin).
+STACK_CONFIG = cli_config("prod", appPort=8080)
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +46,7 @@ def analyzer() -> Iterator[Any]:
     proc = subprocess.Popen(
         [str(PACK_PYTHON), "-u", "-m", "pulumi.policy", "127.0.0.1:1", "."],
         cwd=PACK,
+        env={**os.environ, "PULUMI_CONFIG": json.dumps(STACK_CONFIG)},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -89,3 +93,10 @@ def test_the_pack_reports_a_hop_limit_of_2_and_passes_the_programs_instance(
         "metadataOptions": {**instance.inputs["metadataOptions"], "httpPutResponseHopLimit": 2},
     }
     assert analyze(hop_2) == [("imdsv2-hop-limit-1", proto.MANDATORY)]
+
+
+def test_the_pack_reads_the_stacks_app_port_from_the_config_the_cli_passes(analyzer: Any) -> None:
+    group = run_program(STACK_CONFIG).named(t.SECURITY_GROUP, "cali-sg")
+    assert group.inputs["ingress"][0]["toPort"] == 8080
+    request = proto.AnalyzeRequest(type=group.typ, properties=_struct(group.inputs), urn=group.urn, name="x")
+    assert list(analyzer.Analyze(request).diagnostics) == []
