@@ -38,8 +38,16 @@ $(DEV_STAMP): $(TRAIN_STAMP) requirements/dev.txt requirements.txt
 	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -r requirements/dev.txt
 	touch $@
 
+# The policy pack's own venv (policy/PulumiPolicy.yaml): pulumi-policy pins protobuf 5, the program's
+# venv runs protobuf 6, so the two never share one. `pulumi preview --policy-pack policy` runs from it.
+PACK_STAMP := policy/.venv/.installed
+$(PACK_STAMP): policy/requirements.txt
+	$(PYTHON) -m venv policy/.venv
+	policy/.venv/bin/pip install -q --disable-pip-version-check -r policy/requirements.txt
+	touch $@
+
 venv: $(TRAIN_STAMP) ## create .venv with what training and serving need
-dev: $(DEV_STAMP) ## add the test, lint and infrastructure tools
+dev: $(DEV_STAMP) $(PACK_STAMP) ## add the test, lint and infrastructure tools, and the policy pack's venv
 
 $(MODEL_DIR)/metadata.json: | $(TRAIN_STAMP)
 	$(BIN)/python -m model.train --out $(MODEL_DIR)
@@ -67,7 +75,7 @@ lint: $(DEV_STAMP) ## ruff, shellcheck, hadolint, actionlint
 	$(BIN)/hadolint Dockerfile
 	$(BIN)/actionlint -shellcheck $(BIN)/shellcheck
 
-test: $(DEV_STAMP) lint ## lint, then every test group this machine can run (says loudly what it skipped)
+test: $(DEV_STAMP) $(PACK_STAMP) lint ## lint, then every test group this machine can run (says loudly what it skipped)
 	$(BIN)/python -m pytest
 
 rehearse: $(DEV_STAMP) ## deploy rehearsal: build, push to a local registry, boot with the real user-data, smoke

@@ -246,6 +246,11 @@ class AccessLogBucket(pulumi.ComponentResource):
                     "status": "Enabled",
                     "filter": {"prefix": ""},
                     "expiration": {"days": ACCESS_LOG_EXPIRY_DAYS},
+                    # A part-uploaded object is invisible and billed until aborted; the state
+                    # bucket's period, in the same rule (Checkov CKV_AWS_300, policy/ pack).
+                    "abort_incomplete_multipart_upload": {
+                        "days_after_initiation": hardening.ABORT_MULTIPART_DAYS
+                    },
                 }
             ],
             opts=child,
