@@ -224,11 +224,13 @@ def test_the_guardrail_expects_the_deployed_identity_on_many_samples_after_up() 
         '--expect-revision "$REVISION"',
         '--samples "$SMOKE_SAMPLES"',
         '--window "$GUARDRAIL_WINDOW"',
-        "--state state.json",
+        '--state "$RUNNER_TEMP/state.json"',
         '--summary "$GITHUB_STEP_SUMMARY"',
     ):
         assert flag in guard["run"]
-    assert 'pulumi stack export --stack "$STACK" --file state.json' in guard["run"], "the alarms' names"
+    assert 'pulumi stack export --stack "$STACK" --file "$RUNNER_TEMP/state.json"' in guard["run"], (
+        "the alarms' names"
+    )
     assert position(deploy, step(deploy, "up")) < position(deploy, guard)
     assert int(workflow("deploy.yml")["env"]["SMOKE_SAMPLES"]) >= 10
     assert int(workflow("deploy.yml")["env"]["GUARDRAIL_WINDOW"]) >= 60, "an alarm window, not a glance"
