@@ -110,7 +110,7 @@ class RehearsalError(Exception):
 
 
 @dataclass(frozen=True)
-class Server:
+class Host:
     """One rehearsed server: the build it runs, its public port, its containers' names."""
 
     build: str
@@ -314,23 +314,23 @@ class Rehearsal:
             "model_version": found.get(MODEL_VERSION_LABEL, ""),
         }
 
-    def new_server(self, build: str) -> Server:
+    def new_server(self, build: str) -> Host:
         """The next server's names and public port (a replacement is a new server, as on EC2)."""
         self.servers += 1
         n = self.servers
-        return Server(
+        return Host(
             build,
             free_port(),
             f"cali-rehearsal-app-{self.run_id}-{n}",
             f"cali-rehearsal-host-{self.run_id}-{n}",
         )
 
-    def user_data(self, image: str, server: Server) -> str:
+    def user_data(self, image: str, server: Host) -> str:
         return render_user_data(
             image, host_port=server.port, ecr_login=False, log_driver="json-file", container_name=server.app
         )
 
-    def boot_fresh_host(self, user_data: str, workdir: Path, server: Server) -> None:
+    def boot_fresh_host(self, user_data: str, workdir: Path, server: Host) -> None:
         script = workdir / f"user-data-{server.host}.sh"
         script.write_text(user_data)
         script.chmod(0o755)
@@ -363,13 +363,13 @@ class Rehearsal:
             timeout=900,
         )
 
-    def retire(self, server: Server) -> None:
+    def retire(self, server: Host) -> None:
         """The old server goes once the address has moved (a replacement deletes it)."""
         log(f"server {server.host} ({server.build} build) is replaced: removing it")
         self._rm(server.app)
         self._rm(server.host)
 
-    def readiness_gate(self, server: Server, identity: dict[str, str]) -> None:
+    def readiness_gate(self, server: Host, identity: dict[str, str]) -> None:
         """What infra/readiness.py waits for before the address moves: /ready names this build."""
         want = {key: value for key, value in identity.items() if value}
         deadline = time.monotonic() + self.smoke_wait
@@ -386,7 +386,7 @@ class Rehearsal:
             time.sleep(1)
         raise RehearsalError(f"readiness gate: {server.host} never answered /ready as {want}; last: {seen}")
 
-    def guardrail(self, server: Server, identity: dict[str, str]) -> int:
+    def guardrail(self, server: Host, identity: dict[str, str]) -> int:
         """`python -m smoke.guardrail` against the server, as deploy.yml runs it; its exit status."""
         expect = [f"--expect-{key.replace('_', '-')}={value}" for key, value in identity.items() if value]
         done = run(
@@ -409,7 +409,7 @@ class Rehearsal:
         )
         return done.returncode
 
-    def app_logs(self, server: Server) -> str:
+    def app_logs(self, server: Host) -> str:
         logs = run(
             ["docker", "logs", "--tail", "40", server.app], timeout=30, check=False, capture_output=True
         )

@@ -74,7 +74,7 @@ class WatchOptions:
 
 
 @dataclass
-class Verdict:
+class GuardrailVerdict:
     """What the watch found: keep the build when `reasons` is empty."""
 
     reasons: list[str] = field(default_factory=list)
@@ -157,13 +157,13 @@ def watch(
     sleep: Callable[[float], None] = time.sleep,
     out=sys.stdout,
     err=sys.stderr,
-) -> Verdict:
+) -> GuardrailVerdict:
     """The smoke test, then the window of probes and alarm reads; the first failure ends it.
 
     Raises:
         GuardrailError: The alarms could not be read.
     """
-    verdict = Verdict()
+    verdict = GuardrailVerdict()
     if run_smoke(options.smoke, out=out, err=err) != 0:
         verdict.reasons.append(f"the smoke test failed against {options.smoke.url}")
         return verdict
@@ -185,7 +185,7 @@ def watch(
         sleep(min(options.interval, max(0.0, deadline - clock())))
 
 
-def summary(verdict: Verdict, options: WatchOptions) -> str:
+def summary(verdict: GuardrailVerdict, options: WatchOptions) -> str:
     """The job summary's lines for this verdict (markdown)."""
     watched = f"the smoke test, then {verdict.probes} probe(s) over {options.window:g}s"
     if options.alarms:
