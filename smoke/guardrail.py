@@ -10,8 +10,11 @@ After the address moves, this watches the new build and says whether to keep it:
 1. the smoke test (smoke.client, the same checks and identity as `python -m smoke`), then
 2. a short window (`--window` seconds) in which it predicts the schema's known record every
    `--interval` seconds, and reads the service's alarms (infra/monitoring.py: the 5xx rate and the p99
-   latency) with `aws cloudwatch describe-alarms`. Any 5xx or unanswered probe, or an alarm in state
-   ALARM, ends the watch at once: a known-good record never fails on a healthy build.
+   latency) with `aws cloudwatch describe-alarms`. Any 5xx or unanswered probe, or an alarm that
+   entered ALARM after the watch began, ends the watch at once: a known-good record never fails on a
+   healthy build. An alarm already in ALARM when the watch began (an incident the new build may be
+   the fix for) is reported and not counted: it would roll a fix back to the build that caused it;
+   the probes still judge the new build.
 
 Exit status: 0 keep the build; 1 undo it (the reasons are printed and, with `--summary`, written to
 the job summary); 2 the guardrail could not judge (bad arguments, an alarm name CloudWatch does not
@@ -35,6 +38,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +53,16 @@ ALARM_TYPE = "aws:cloudwatch/metricAlarm:MetricAlarm"
 ALARM_STATE = "ALARM"
 UNDO, CANNOT_JUDGE = 1, 2
 
-AlarmReader = Callable[[Sequence[str]], Mapping[str, str]]
+
+@dataclass(frozen=True)
+class AlarmState:
+    """An alarm's state (OK, ALARM, INSUFFICIENT_DATA) and when it entered it (timezone-aware)."""
+
+    value: str
+    since: datetime
+
+
+AlarmReader = Callable[[Sequence[str]], Mapping[str, AlarmState]]
 
 
 class GuardrailError(Exception):
@@ -79,6 +92,7 @@ class GuardrailVerdict:
 
     reasons: list[str] = field(default_factory=list)
     probes: int = 0
+    notes: list[str] = field(default_factory=list)
 
     @property
     def keep(self) -> bool:
@@ -106,8 +120,14 @@ def alarm_names_from_state(deployment: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(found[logical] for logical in GUARDRAIL_ALARMS)
 
 
-def cloudwatch_states(names: Sequence[str], aws: str = "aws") -> dict[str, str]:
-    """Each alarm's StateValue (OK, ALARM, INSUFFICIENT_DATA), read with the aws CLI.
+def _aware(timestamp: str) -> datetime:
+    """An ISO 8601 time as the aws CLI prints it (with an offset); one without is taken as UTC."""
+    parsed = datetime.fromisoformat(timestamp)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def cloudwatch_states(names: Sequence[str], aws: str = "aws") -> dict[str, AlarmState]:
+    """Each alarm's StateValue and StateUpdatedTimestamp, read with the aws CLI.
 
     Raises:
         GuardrailError: The CLI failed, or CloudWatch does not know one of the names.
@@ -127,7 +147,10 @@ def cloudwatch_states(names: Sequence[str], aws: str = "aws") -> dict[str, str]:
         raise GuardrailError(f"aws cloudwatch describe-alarms exited {done.returncode}: {message}")
     try:
         alarms = json.loads(done.stdout).get("MetricAlarms", [])
-        states = {alarm["AlarmName"]: alarm["StateValue"] for alarm in alarms}
+        states = {
+            alarm["AlarmName"]: AlarmState(alarm["StateValue"], _aware(alarm["StateUpdatedTimestamp"]))
+            for alarm in alarms
+        }
     except (ValueError, AttributeError, KeyError, TypeError) as err:
         raise GuardrailError(f"aws cloudwatch describe-alarms gave no alarm list: {err}") from err
     unknown = [name for name in names if name not in states]
@@ -155,6 +178,7 @@ def watch(
     *,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
     out=sys.stdout,
     err=sys.stderr,
 ) -> GuardrailVerdict:
@@ -164,6 +188,7 @@ def watch(
         GuardrailError: The alarms could not be read.
     """
     verdict = GuardrailVerdict()
+    began = now()
     if run_smoke(options.smoke, out=out, err=err) != 0:
         verdict.reasons.append(f"the smoke test failed against {options.smoke.url}")
         return verdict
@@ -175,11 +200,20 @@ def watch(
             verdict.reasons.append(failure)
         if options.alarms:
             states = read_alarms(options.alarms)
-            verdict.reasons += [
-                f"alarm {name} is in state {states[name]}"
-                for name in options.alarms
-                if states[name] == ALARM_STATE
-            ]
+            for name in options.alarms:
+                state = states[name]
+                if state.value != ALARM_STATE:
+                    continue
+                if state.since >= began:
+                    verdict.reasons.append(
+                        f"alarm {name} is in state ALARM (since {state.since.isoformat()})"
+                    )
+                else:
+                    note = (
+                        f"alarm {name} was already in ALARM before this build took the address: not counted"
+                    )
+                    if note not in verdict.notes:
+                        verdict.notes.append(note)
         if verdict.reasons or clock() >= deadline:
             return verdict
         sleep(min(options.interval, max(0.0, deadline - clock())))
@@ -190,10 +224,11 @@ def summary(verdict: GuardrailVerdict, options: WatchOptions) -> str:
     watched = f"the smoke test, then {verdict.probes} probe(s) over {options.window:g}s"
     if options.alarms:
         watched += " and the alarms " + ", ".join(f"`{name}`" for name in options.alarms)
+    notes = "".join(f"- note: {note}\n" for note in verdict.notes)
     if verdict.keep:
-        return f"### Guardrail: the new build is healthy\n- watched: {watched}\n"
+        return f"### Guardrail: the new build is healthy\n- watched: {watched}\n{notes}"
     lines = "".join(f"- {reason}\n" for reason in verdict.reasons)
-    return f"### Guardrail: the new build FAILED\n- watched: {watched}\n{lines}"
+    return f"### Guardrail: the new build FAILED\n- watched: {watched}\n{lines}{notes}"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[WatchOptions, Path | None]:
@@ -247,6 +282,8 @@ def main(argv: Sequence[str] | None = None, read_alarms: AlarmReader = cloudwatc
     if summary_file is not None:
         with summary_file.open("a") as handle:
             handle.write(text)
+    for note in verdict.notes:
+        print(f"guardrail: note: {note}")
     if verdict.keep:
         print(f"guardrail: keep the build ({verdict.probes} probe(s), no alarm)")
         return 0

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
@@ -67,13 +68,20 @@ def options(url: str, window: float = 0.3, alarms: tuple[str, ...] = ()) -> guar
     return guardrail.WatchOptions(SmokeOptions(url, wait=10, interval=0.1, timeout=5), window, 0.05, alarms)
 
 
-def alarms_in(*states: Mapping[str, str]) -> guardrail.AlarmReader:
-    """An alarm reader that answers these states, one read after another, then the last forever."""
+LONG_AGO = datetime(2020, 1, 1, tzinfo=UTC)
+
+
+def alarms_in(*states: Mapping[str, str], since: datetime | None = None) -> guardrail.AlarmReader:
+    """An alarm reader that answers these states, one read after another, then the last forever.
+
+    Each state entered at `since`; by default, the moment of the read (so after the watch began).
+    """
     answers = list(states)
 
-    def read(names: Sequence[str]) -> Mapping[str, str]:
+    def read(names: Sequence[str]) -> Mapping[str, guardrail.AlarmState]:
         state = answers.pop(0) if len(answers) > 1 else answers[0]
-        return {name: state[name] for name in names}
+        entered = since or datetime.now(UTC)
+        return {name: guardrail.AlarmState(state[name], entered) for name in names}
 
     return read
 
@@ -106,8 +114,21 @@ def test_an_alarm_that_fires_during_the_window_undoes_the_build() -> None:
     with service() as url:
         reader = alarms_in({"errors": "OK", "latency": "OK"}, {"errors": "OK", "latency": "ALARM"})
         verdict = guardrail.watch(options(url, window=30, alarms=("errors", "latency")), reader)
-    assert verdict.reasons == ["alarm latency is in state ALARM"]
+    (reason,) = verdict.reasons
+    assert reason.startswith("alarm latency is in state ALARM (since ")
     assert verdict.probes == 2, "it stops at the read that saw the alarm, long before the window ends"
+
+
+def test_an_alarm_already_firing_before_the_build_took_the_address_is_noted_not_counted() -> None:
+    # Deploying the fix for an incident must not be rolled back to the build that caused it; the
+    # probes still judge the new build.
+    with service() as url:
+        reader = alarms_in({"errors": "ALARM", "latency": "OK"}, since=LONG_AGO)
+        verdict = guardrail.watch(options(url, alarms=("errors", "latency")), reader)
+    assert verdict.keep, verdict.reasons
+    assert verdict.notes == [
+        "alarm errors was already in ALARM before this build took the address: not counted"
+    ]
 
 
 def test_the_window_is_zero_long_with_one_probe_when_asked() -> None:
@@ -166,15 +187,23 @@ def fake_aws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def answer(where: Path, **states: str) -> None:
-    alarms = [{"AlarmName": name, "StateValue": value} for name, value in states.items()]
+def answer(where: Path, since: str = "2099-01-01T00:00:00.000000+00:00", **states: str) -> None:
+    """What describe-alarms prints: the states, each entered at `since` (by default: after any watch)."""
+    alarms = [
+        {"AlarmName": name, "StateValue": value, "StateUpdatedTimestamp": since}
+        for name, value in states.items()
+    ]
     (where / "answer.json").write_text(json.dumps({"MetricAlarms": alarms, "CompositeAlarms": []}))
 
 
 def test_the_alarm_states_are_read_by_name_with_the_aws_cli(fake_aws: Path) -> None:
     answer(fake_aws, **{"cali-errors-1": "OK", "cali-latency-2": "ALARM"})
     states = guardrail.cloudwatch_states(["cali-errors-1", "cali-latency-2"])
-    assert states == {"cali-errors-1": "OK", "cali-latency-2": "ALARM"}
+    entered = datetime(2099, 1, 1, tzinfo=UTC)
+    assert states == {
+        "cali-errors-1": guardrail.AlarmState("OK", entered),
+        "cali-latency-2": guardrail.AlarmState("ALARM", entered),
+    }
     args = (fake_aws / "args").read_text().split()
     assert args == [
         "cloudwatch",
@@ -258,6 +287,18 @@ def test_the_command_reads_the_alarm_names_from_a_state_export(fake_aws: Path) -
         done = run_guardrail(url, "--window", "0", "--state", str(state), env=dict(os.environ))
     assert done.returncode == guardrail.UNDO, done.stdout + done.stderr
     assert "alarm e-1 is in state ALARM" in done.stderr
+
+
+def test_the_command_notes_an_alarm_that_fired_before_it_began_and_keeps_a_healthy_build(
+    fake_aws: Path,
+) -> None:
+    answer(fake_aws, since="2020-01-01T00:00:00+00:00", **{"e-1": "ALARM", "l-2": "OK"})
+    summary = fake_aws / "summary.md"
+    with service() as url:
+        args = ("--window", "0", "--alarm", "e-1", "--alarm", "l-2", "--summary", str(summary))
+        done = run_guardrail(url, *args, env=dict(os.environ))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "note: alarm e-1 was already in ALARM" in summary.read_text()
 
 
 @pytest.mark.parametrize(
