@@ -232,6 +232,10 @@ def test_the_guardrail_expects_the_deployed_identity_on_many_samples_after_up() 
         "the alarms' names"
     )
     assert position(deploy, step(deploy, "up")) < position(deploy, guard)
+    # the admission is inside the guarded step: a runner that cannot be admitted fails the guardrail,
+    # and so rolls back, instead of leaving an unchecked build serving
+    assert guard["run"].startswith('.venv/bin/python scripts/runner_access.py open --group "$INGRESS_GROUP"')
+    assert guard["env"]["INGRESS_GROUP"] == "${{ steps.up.outputs.ingress_group }}"
     assert int(workflow("deploy.yml")["env"]["SMOKE_SAMPLES"]) >= 10
     assert int(workflow("deploy.yml")["env"]["GUARDRAIL_WINDOW"]) >= 60, "an alarm window, not a glance"
 
@@ -608,7 +612,7 @@ def test_ci_helper_role_jobs_run_from_main_without_an_environment() -> None:
                 assert "environment" not in job_def, (name, job_id)
                 condition = str(job_def.get("if", "")).replace("!= 'pull_request'", "")
                 assert "pull_request" not in condition, (name, job_id)
-    assert users, "the smoke job and ami-update use the helper role"
+    assert users, "rollback's smoke job, the drift report and ami-update use the helper role"
 
 
 def test_the_stack_decrypts_its_secrets_with_the_bootstrap_kms_key() -> None:
