@@ -12,14 +12,19 @@
 #
 # A failing `pulumi stack output` (backend unreachable, no permission, a corrupt state) stops the
 # job: it is never read as "no live service". A new stack is created empty first (`select
-# --create`), so its outputs are `{}`, which is what a first deploy looks like.
+# --create`), so its outputs are `{}`, which is what a first deploy looks like
+# (pulumi/pulumi pkg/cmd/pulumi/stack/stack_output.go: no outputs print as `{}`, a failed read
+# returns its error). It is created with the stack file's own `secretsprovider` (the bootstrap's KMS
+# key): without the flag a DIY backend's new stack gets a passphrase manager
+# (pkg/backend/diy/backend.go DefaultSecretManager), which a CI job has no passphrase for.
 set -euo pipefail
 
 : "${STACK:?}" "${PULUMI_BACKEND_URL:?}"
 out=${GITHUB_OUTPUT:-/dev/stdout}
 
 pulumi login "$PULUMI_BACKEND_URL" >&2
-pulumi stack select --create "$STACK" >&2
+provider=$(sed -n 's/^secretsprovider: *//p' "Pulumi.${STACK}.yaml" 2>/dev/null || true)
+pulumi stack select --create ${provider:+--secrets-provider "$provider"} "$STACK" >&2
 outputs=$(pulumi stack output --json --stack "$STACK")
 field() { jq -er --arg key "$1" '.[$key] // "" | strings' <<<"$outputs"; }
 url=$(field url)

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from infra.release import repository_name
 
@@ -143,9 +144,20 @@ def test_a_stack_without_a_url_output_is_a_first_deploy(fakes: Path) -> None:
     done, written, calls = run("stack-outputs.sh", fakes, **STACK)
     assert done.returncode == 0, done.stderr
     assert written == {"url": "", "image": "", "ingress_group": "", "first_deploy": "true"}
-    assert calls.index("pulumi stack select --create prod") < calls.index(
-        "pulumi stack output --json --stack prod"
-    ), "a brand-new stack is created empty, so its outputs read as {}"
+    provider = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["secretsprovider"]
+    select = f"pulumi stack select --create --secrets-provider {provider} prod"
+    assert calls.index(select) < calls.index("pulumi stack output --json --stack prod"), (
+        "a brand-new stack is created empty, so its outputs read as {}"
+    )
+
+
+def test_a_new_stack_is_created_with_the_stack_files_kms_secrets_provider(fakes: Path) -> None:
+    # without it a DIY backend makes a passphrase-encrypted stack, which CI cannot decrypt
+    answer(fakes, "pulumi", "stack", "output", "{}")
+    _, _, calls = run("stack-outputs.sh", fakes, **STACK)
+    (select,) = [c for c in calls if c.startswith("pulumi stack select")]
+    provider = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["secretsprovider"]
+    assert select == f"pulumi stack select --create --secrets-provider {provider} prod"
 
 
 @pytest.mark.parametrize(
