@@ -78,7 +78,7 @@ lint: $(DEV_STAMP) ## ruff, shellcheck, hadolint, actionlint
 test: $(DEV_STAMP) $(PACK_STAMP) lint ## lint, then every test group this machine can run (says loudly what it skipped)
 	$(BIN)/python -m pytest
 
-rehearse: $(DEV_STAMP) ## deploy rehearsal: build, push to a local registry, boot with the real user-data, smoke
+rehearse: $(DEV_STAMP) ## deploy rehearsal: build, push to a local registry, boot with the real user-data, guardrail; a broken build rolled back
 	$(BIN)/python scripts/rehearse.py
 
 bench: $(DEV_STAMP) $(MODEL_DIR)/metadata.json ## /health floor vs /predict, seed-like ratio, batch of 1,000 (~3 min; exit 1 on a missed target)

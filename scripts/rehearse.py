@@ -1,10 +1,11 @@
 """The deploy rehearsal: everything between "image built" and "server answers", except AWS.
 
-    python scripts/rehearse.py        (or `make rehearse`)
+    python scripts/rehearse.py        (or `make rehearse`; CI_REGISTRY_PORT=N for another registry port)
 
-1. A plain registry on 127.0.0.1:5000 stands in for ECR: one already answering is used as it is;
-   else `../shared/ci/docker-engine registry` starts one (the CI machine's way); else a
-   `registry:2` container is started (a laptop or a GitHub runner, which can pull it).
+1. A plain registry on 127.0.0.1:$CI_REGISTRY_PORT (default 5000) stands in for ECR: one already
+   answering is used as it is; else `../shared/ci/docker-engine registry` starts one (the CI
+   machine's way, on the same port); else a `registry:2` container is started (a laptop or a GitHub
+   runner, which can pull it).
 2. "Deploy" by content tag, as the Pulumi program does: the tag (infra.release.content_tag, the
    program's own function) is looked up in the registry; when it is there, nothing is built or
    pushed; else the tested image (`--image`, or CALI_TEST_IMAGE when CALI_TEST_IMAGE_BUILT=1, as
@@ -18,12 +19,19 @@
    gives that for free; a netns would share this machine's filesystem and only isolate the network,
    while the script's network work (pull, publish) happens in the engine either way. Through the
    socket the script's `docker info` succeeds, so, as on a host that has Docker, it skips installing.
-5. `python -m smoke` runs against the port the script published, expecting the identity the
-   image's labels name (revision and, when labelled, model_version).
-   Then the deploy is repeated: the tag is found, the digest and the rendered boot script are
-   byte-identical, so nothing would be replaced; the run fails if anything differs.
-6. Everything it started is removed, also when a step fails or the run is interrupted: the app
-   container, the host container, the image tag, the staged dataset, and a registry container it
+5. The deploy guardrail (`python -m smoke.guardrail`, what the deploy workflow runs after `up`)
+   watches the server: the smoke test against the port the script published, expecting the identity
+   the image's labels name (revision and, when labelled, model_version), then a short window of
+   known-record probes. Then the deploy is repeated: the tag is found, the digest and the rendered
+   boot script are byte-identical, so nothing would be replaced; the run fails if anything differs.
+6. The guardrail rollback, as deploy.yml does it in single mode: a broken build (a layer on the good
+   image whose /predict answers 500 while /ready passes, see BROKEN_PREDICT) is pushed and booted on
+   a new server; the readiness gate passes (its /ready names it), the address moves to it and the
+   old server goes, as a replacement does; the guardrail fails it, so the previous digest is booted
+   on a fresh server through the same readiness gate, and the guardrail must pass there. The run
+   fails unless the previous build ends up serving.
+7. Everything it started is removed, also when a step fails or the run is interrupted: the app
+   containers, the host containers, the image tags, the staged dataset, and a registry container it
    started. A registry started by docker-engine is left running: that tool owns it (with the engine)
    and the next run reuses it; a plain registry cannot delete what was pushed to it either way.
 
@@ -46,6 +54,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,15 +64,63 @@ from infra.release import MODEL_VERSION_LABEL, REVISION_LABEL, content_tag  # no
 from infra.user_data import render_user_data  # noqa: E402
 from testkit.ports import free_port  # noqa: E402
 
-REGISTRY = "127.0.0.1:5000"
+DEFAULT_REGISTRY_PORT = 5000
 DOCKER_ENGINE = ROOT.parent / "shared" / "ci" / "docker-engine"
 HOST_IMAGE = "python:3.11-slim-bookworm"  # the fresh host: a Debian with bash, nothing else of ours
 REGISTRY_IMAGE = "registry:2"
 NO_REGISTRY = 77
+# Seconds the guardrail watches a server after its smoke test (the workflow watches for minutes;
+# here the broken build fails at once, and the good one is probed a few times).
+GUARDRAIL_WINDOW_S = 6
+# The broken build: sitecustomize.py (Python imports it at start-up from PYTHONPATH, /app in the
+# image) makes LoadedModel.predict raise once service.predictor is imported, while the readiness
+# self-test (predict_one on the compiled model) still passes. A bug that only traffic meets.
+BROKEN_PREDICT = """\
+import importlib.abc
+import importlib.machinery
+import sys
+
+
+def _broken(self, X):
+    raise RuntimeError("the rehearsal's broken build: predictions fail on purpose")
+
+
+class _BreakPredictor(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name != "service.predictor":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        run = spec.loader.exec_module
+
+        def exec_module(module):
+            run(module)
+            module.LoadedModel.predict = _broken
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+sys.meta_path.insert(0, _BreakPredictor())
+"""
 
 
 class RehearsalError(Exception):
     """A step failed; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Host:
+    """One rehearsed server: the build it runs, its public port, its containers' names."""
+
+    build: str
+    port: int
+    app: str
+    host: str
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
 
 def log(message: str) -> None:
@@ -83,9 +140,14 @@ def run(args: Sequence[str], *, timeout: float, check: bool = True, **kwargs) ->
     return done
 
 
-def registry_answers() -> bool:
+def registry_address() -> str:
+    """127.0.0.1:<CI_REGISTRY_PORT>, the registry this run pushes to (never one it was not given)."""
+    return f"127.0.0.1:{int(os.environ.get('CI_REGISTRY_PORT', DEFAULT_REGISTRY_PORT))}"
+
+
+def registry_answers(registry: str) -> bool:
     try:
-        with urllib.request.urlopen(f"http://{REGISTRY}/v2/", timeout=3) as resp:
+        with urllib.request.urlopen(f"http://{registry}/v2/", timeout=3) as resp:
             return resp.status == 200
     except OSError:
         return False
@@ -98,18 +160,18 @@ class Rehearsal:
         self.run_id = run_id
         self.smoke_wait = smoke_wait
         self.tested_image = tested_image
-        self.repo = f"{REGISTRY}/cali-housing"
+        self.registry = registry_address()
+        self.repo = f"{self.registry}/cali-housing"
         self.content_tag = content_tag(ROOT)
         self.tag = f"{self.repo}:{self.content_tag}"
-        self.app_name = f"cali-rehearsal-app-{run_id}"
-        self.host_name = f"cali-rehearsal-host-{run_id}"
+        self.servers = 0
         self.cleanups: list[tuple[str, Callable[[], None]]] = []
 
     # -- steps --
 
     def ensure_registry(self) -> None:
-        if registry_answers():
-            log(f"using the registry already answering on {REGISTRY}")
+        if registry_answers(self.registry):
+            log(f"using the registry already answering on {self.registry}")
             return
         if DOCKER_ENGINE.exists():
             done = run([str(DOCKER_ENGINE), "registry"], timeout=900, capture_output=True)
@@ -124,7 +186,7 @@ class Rehearsal:
                     "--name",
                     name,
                     "--publish",
-                    f"{REGISTRY}:5000",
+                    f"{self.registry}:5000",
                     REGISTRY_IMAGE,
                 ],
                 timeout=300,
@@ -134,15 +196,15 @@ class Rehearsal:
             if started.returncode == 0:
                 self.cleanups.append((f"registry container {name}", lambda: self._rm(name)))
         for _ in range(60):
-            if registry_answers():
+            if registry_answers(self.registry):
                 return
             time.sleep(0.5)
         raise SystemExit(self._no_registry())
 
     def _no_registry(self) -> int:
         log(
-            f"NO REGISTRY: nothing answers on {REGISTRY}, {DOCKER_ENGINE} is absent and "
-            f"`docker run {REGISTRY_IMAGE}` did not start one. Start any plain registry on {REGISTRY}."
+            f"NO REGISTRY: nothing answers on {self.registry}, {DOCKER_ENGINE} is absent and "
+            f"`docker run {REGISTRY_IMAGE}` did not start one. Start any plain registry on {self.registry}."
         )
         self.teardown()
         return NO_REGISTRY
@@ -167,7 +229,7 @@ class Rehearsal:
                 "application/vnd.docker.distribution.manifest.v2+json",
             )
         )
-        url = f"http://{REGISTRY}/v2/cali-housing/manifests/{self.content_tag}"
+        url = f"http://{self.registry}/v2/cali-housing/manifests/{self.content_tag}"
         req = urllib.request.Request(url, method="HEAD", headers={"Accept": accept})
         try:
             with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
@@ -239,10 +301,10 @@ class Rehearsal:
         log(f"deploying {image}")
         return image
 
-    def identity(self) -> dict[str, str]:
-        """The labels the deployed image carries: what /ready must answer."""
+    def identity(self, ref: str | None = None) -> dict[str, str]:
+        """The labels an image carries (the content tag's by default): what /ready must answer."""
         labels = run(
-            ["docker", "image", "inspect", "--format", "{{json .Config.Labels}}", self.tag],
+            ["docker", "image", "inspect", "--format", "{{json .Config.Labels}}", ref or self.tag],
             timeout=60,
             capture_output=True,
         ).stdout
@@ -252,26 +314,38 @@ class Rehearsal:
             "model_version": found.get(MODEL_VERSION_LABEL, ""),
         }
 
-    def user_data(self, image: str, port: int) -> str:
-        return render_user_data(
-            image, host_port=port, ecr_login=False, log_driver="json-file", container_name=self.app_name
+    def new_server(self, build: str) -> Host:
+        """The next server's names and public port (a replacement is a new server, as on EC2)."""
+        self.servers += 1
+        n = self.servers
+        return Host(
+            build,
+            free_port(),
+            f"cali-rehearsal-app-{self.run_id}-{n}",
+            f"cali-rehearsal-host-{self.run_id}-{n}",
         )
 
-    def boot_fresh_host(self, user_data: str, workdir: Path) -> None:
-        script = workdir / "user-data.sh"
+    def user_data(self, image: str, server: Host) -> str:
+        return render_user_data(
+            image, host_port=server.port, ecr_login=False, log_driver="json-file", container_name=server.app
+        )
+
+    def boot_fresh_host(self, user_data: str, workdir: Path, server: Host) -> None:
+        script = workdir / f"user-data-{server.host}.sh"
         script.write_text(user_data)
         script.chmod(0o755)
         # The app container outlives the host container (as it outlives cloud-init): remove it too.
-        self.cleanups.append((f"app container {self.app_name}", lambda: self._rm(self.app_name)))
-        self.cleanups.append((f"host container {self.host_name}", lambda: self._rm(self.host_name)))
+        self.cleanups.append((f"app container {server.app}", lambda: self._rm(server.app)))
+        self.cleanups.append((f"host container {server.host}", lambda: self._rm(server.host)))
         client = Path(shutil.which("docker") or "/usr/bin/docker").resolve()
         socket_path = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock").removeprefix("unix://")
+        log(f"booting server {server.host} ({server.build} build) on port {server.port}")
         run(
             [
                 "docker",
                 "run",
                 "--name",
-                self.host_name,
+                server.host,
                 "--label",
                 "cali.rehearsal=host",
                 "--volume",
@@ -289,32 +363,83 @@ class Rehearsal:
             timeout=900,
         )
 
-    def smoke(self, port: int, identity: dict[str, str]) -> None:
+    def retire(self, server: Host) -> None:
+        """The old server goes once the address has moved (a replacement deletes it)."""
+        log(f"server {server.host} ({server.build} build) is replaced: removing it")
+        self._rm(server.app)
+        self._rm(server.host)
+
+    def readiness_gate(self, server: Host, identity: dict[str, str]) -> None:
+        """What infra/readiness.py waits for before the address moves: /ready names this build."""
+        want = {key: value for key, value in identity.items() if value}
+        deadline = time.monotonic() + self.smoke_wait
+        seen: object = None
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{server.url}/ready", timeout=5) as resp:  # noqa: S310
+                    seen = json.load(resp)
+            except (OSError, ValueError) as err:
+                seen = str(err)
+            if isinstance(seen, dict) and all(seen.get(key) == value for key, value in want.items()):
+                log(f"readiness gate: {server.host} answers /ready as {want}: the address moves to it")
+                return
+            time.sleep(1)
+        raise RehearsalError(f"readiness gate: {server.host} never answered /ready as {want}; last: {seen}")
+
+    def guardrail(self, server: Host, identity: dict[str, str]) -> int:
+        """`python -m smoke.guardrail` against the server, as deploy.yml runs it; its exit status."""
         expect = [f"--expect-{key.replace('_', '-')}={value}" for key, value in identity.items() if value]
         done = run(
             [
                 sys.executable,
                 "-m",
-                "smoke",
-                f"http://127.0.0.1:{port}",
+                "smoke.guardrail",
+                server.url,
                 "--wait",
                 str(self.smoke_wait),
+                "--window",
+                str(GUARDRAIL_WINDOW_S),
+                "--interval",
+                "1",
                 *expect,
             ],
-            timeout=self.smoke_wait + 120,
+            timeout=self.smoke_wait + GUARDRAIL_WINDOW_S + 120,
             check=False,
             cwd=ROOT,
         )
-        if done.returncode != 0:
-            logs = run(
-                ["docker", "logs", "--tail", "40", self.app_name],
-                timeout=30,
-                check=False,
-                capture_output=True,
-            )
-            raise RehearsalError(
-                f"the smoke test failed; the app's last log lines:\n{logs.stdout}{logs.stderr}"
-            )
+        return done.returncode
+
+    def app_logs(self, server: Host) -> str:
+        logs = run(
+            ["docker", "logs", "--tail", "40", server.app], timeout=30, check=False, capture_output=True
+        )
+        return f"{logs.stdout}{logs.stderr}"
+
+    def build_broken(self, workdir: Path) -> tuple[str, dict[str, str]]:
+        """The good image plus one layer that breaks /predict (BROKEN_PREDICT), pushed; its digest."""
+        context = workdir / "broken"
+        context.mkdir()
+        (context / "sitecustomize.py").write_text(BROKEN_PREDICT)
+        revision = f"rehearsal-broken-{self.run_id}"
+        (context / "Dockerfile").write_text(
+            f"FROM {self.tag}\n"
+            "COPY sitecustomize.py /app/sitecustomize.py\n"
+            f"ENV GIT_REVISION={revision}\n"
+            f'LABEL {REVISION_LABEL}="{revision}"\n'
+        )
+        broken = f"{self.repo}:{revision}"
+        self.cleanups.append((f"image tag {broken}", lambda: self._docker("rmi", broken)))
+        run(["docker", "build", "--tag", broken, str(context)], timeout=600, capture_output=True)
+        run(["docker", "push", broken], timeout=600, capture_output=True)
+        digests = run(
+            ["docker", "image", "inspect", "--format", "{{range .RepoDigests}}{{println .}}{{end}}", broken],
+            timeout=60,
+            capture_output=True,
+        ).stdout.split()
+        image = next((d for d in digests if d.startswith(self.repo + "@sha256:")), None)
+        if image is None:
+            raise RehearsalError(f"no digest in {self.repo} for {broken}: {digests}")
+        return image, self.identity(broken)
 
     # -- teardown --
 
@@ -336,19 +461,41 @@ class Rehearsal:
     def __call__(self, workdir: Path) -> None:
         started = time.monotonic()
         self.ensure_registry()
-        image = self.deploy()
-        port = free_port()
-        first = self.user_data(image, port)
-        self.boot_fresh_host(first, workdir)
-        self.smoke(port, self.identity())
+        good = self.deploy()
+        good_identity = self.identity()
+        first = self.new_server("good")
+        first_boot = self.user_data(good, first)
+        self.boot_fresh_host(first_boot, workdir, first)
+        self.readiness_gate(first, good_identity)
+        if self.guardrail(first, good_identity) != 0:
+            raise RehearsalError(f"the guardrail failed the good build; its log:\n{self.app_logs(first)}")
         # The same deploy again (a re-run, or a docs-only commit: the same content tag).
         if not self.tag_in_registry():
             raise RehearsalError(f"{self.tag} vanished from the registry after the first deploy")
-        again = self.user_data(self.resolve_digest(), port)
-        if again != first:
+        if self.user_data(self.resolve_digest(), first) != first_boot:
             raise RehearsalError("the second deploy would change the server: its boot script differs")
         log("second deploy changed nothing: the tag was found, the digest and the boot script are identical")
-        log(f"PASSED in {time.monotonic() - started:.0f}s: {image} booted by infra/user_data.sh answered")
+
+        # A broken build: ready, yet every prediction fails. It replaces the good server.
+        broken, broken_identity = self.build_broken(workdir)
+        second = self.new_server("broken")
+        self.boot_fresh_host(self.user_data(broken, second), workdir, second)
+        self.readiness_gate(second, broken_identity)
+        self.retire(first)
+        if self.guardrail(second, broken_identity) == 0:
+            raise RehearsalError(f"the guardrail kept {broken}, whose /predict fails")
+        log(f"guardrail: {broken} failed after the address moved: deploying the previous digest {good}")
+        third = self.new_server("previous")
+        self.boot_fresh_host(self.user_data(good, third), workdir, third)
+        self.readiness_gate(third, good_identity)
+        self.retire(second)
+        if self.guardrail(third, good_identity) != 0:
+            raise RehearsalError(
+                f"the rolled-back build fails its guardrail; its log:\n{self.app_logs(third)}"
+            )
+        revision = good_identity["revision"]
+        log(f"ROLLED BACK: the broken build was undone; {good} (revision {revision}) serves again")
+        log(f"PASSED in {time.monotonic() - started:.0f}s: {good} booted by infra/user_data.sh answered")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,9 +1,10 @@
-"""The deploy rehearsal (`make rehearse`): image -> registry -> the real user-data -> smoke test.
+"""The deploy rehearsal (`make rehearse`): image -> registry -> the real user-data -> guardrail.
 
-The full run is in the docker group: it needs an engine and a registry on 127.0.0.1:5000, which
-scripts/rehearse.py finds or starts (../shared/ci/docker-engine here, a `registry:2` container on a
-laptop or a GitHub runner). When it can get none it exits 77, and this test skips loudly, or fails
-where CALI_REQUIRE_ALL_GROUPS=1 (CI).
+The full run is in the docker group: it needs an engine and a registry on 127.0.0.1:$CI_REGISTRY_PORT
+(default 5000), which scripts/rehearse.py finds or starts (../shared/ci/docker-engine here, a
+`registry:2` container on a laptop or a GitHub runner). When it can get none it exits 77, and this
+test skips loudly, or fails where CALI_REQUIRE_ALL_GROUPS=1 (CI). It covers the single-mode guardrail
+rollback: a broken build whose /predict fails after /ready passes ends with the previous build serving.
 """
 
 from __future__ import annotations
@@ -25,19 +26,22 @@ SCRIPT = ROOT / "scripts" / "rehearse.py"
 def load_script():
     spec = importlib.util.spec_from_file_location("rehearse", SCRIPT)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
 
 @pytest.mark.docker
 @pytest.mark.slow
-def test_the_image_booted_by_the_real_user_data_passes_the_smoke_test_and_leaves_nothing() -> None:
+def test_the_image_booted_by_the_real_user_data_passes_and_a_broken_build_is_rolled_back() -> None:
     done = subprocess.run(
         [sys.executable, str(SCRIPT)], cwd=ROOT, capture_output=True, text=True, timeout=2400, check=False
     )
     output = done.stdout + done.stderr
     if done.returncode == 77:
-        message = "deploy rehearsal: no registry on 127.0.0.1:5000 could be found or started"
+        message = (
+            f"deploy rehearsal: no registry on {load_script().registry_address()} could be found or started"
+        )
         if REQUIRE_ALL:
             pytest.fail(f"{message} (CALI_REQUIRE_ALL_GROUPS=1 forbids skipping it)", pytrace=False)
         pytest.skip(message)
@@ -46,7 +50,15 @@ def test_the_image_booted_by_the_real_user_data_passes_the_smoke_test_and_leaves
     assert "smoke: all checks passed" in output
     assert "ok   identity" in output, "the smoke test checked the build the labels name"
     assert "second deploy changed nothing" in output
-    (run_id,) = set(re.findall(r"cali-rehearsal-host-([0-9a-f]{10})", output))
+    # the broken build: ready (the gate moved the address to it), then failed by the guardrail ...
+    assert re.search(r"readiness gate: cali-rehearsal-host-[0-9a-f]{10}-2 answers /ready", output)
+    assert "guardrail: FAIL the smoke test failed" in output
+    assert "guardrail: undo the build" in output
+    # ... and the previous digest booted on a fresh server through the same gate, and kept
+    assert re.search(r"readiness gate: cali-rehearsal-host-[0-9a-f]{10}-3 answers /ready", output)
+    assert "ROLLED BACK: the broken build was undone" in output
+    assert output.count("guardrail: keep the build") == 2, "the good build, then the rolled-back one"
+    (run_id,) = set(re.findall(r"cali-rehearsal-host-([0-9a-f]{10})-\d", output))
     left = subprocess.run(
         ["docker", "ps", "--all", "--quiet", "--filter", f"name=cali-rehearsal-.*-{run_id}"],
         capture_output=True,
@@ -55,31 +67,103 @@ def test_the_image_booted_by_the_real_user_data_passes_the_smoke_test_and_leaves
         check=True,
     )
     assert left.stdout.strip() == "", "the rehearsal's containers are gone"
-    tags = subprocess.run(
-        ["docker", "images", "--quiet", f"127.0.0.1:5000/cali-housing:{load_script().content_tag(ROOT)}"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    assert tags.stdout.strip() == "", "the rehearsal's image tag is gone"
+    repo = f"{load_script().registry_address()}/cali-housing"
+    for tag in (load_script().content_tag(ROOT), f"rehearsal-broken-{run_id}"):
+        tags = subprocess.run(
+            ["docker", "images", "--quiet", f"{repo}:{tag}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        assert tags.stdout.strip() == "", f"the rehearsal's image tag {tag} is gone"
+
+
+class Recorded:
+    """A rehearsal with every step that touches Docker replaced by a record of what it was asked."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, verdicts: list[int], digests: list[str]) -> None:
+        self.rehearse = load_script()
+        self.rehearsal = self.rehearse.Rehearsal("0123456789", smoke_wait=1)
+        self.events: list[tuple[str, ...]] = []
+        good = iter(digests)
+        verdict = iter(verdicts)
+        r = self.rehearsal
+        monkeypatch.setattr(r, "ensure_registry", lambda: None)
+        monkeypatch.setattr(r, "deploy", lambda: next(good))
+        monkeypatch.setattr(r, "resolve_digest", lambda: next(good))
+        monkeypatch.setattr(r, "tag_in_registry", lambda: True)
+        monkeypatch.setattr(r, "identity", lambda ref=None: {"revision": "good"})
+        monkeypatch.setattr(
+            r, "build_broken", lambda workdir: ("broken@sha256:" + "b" * 64, {"revision": "bad"})
+        )
+        monkeypatch.setattr(
+            r,
+            "boot_fresh_host",
+            lambda user_data, workdir, server: self.events.append(("boot", server.build)),
+        )
+        monkeypatch.setattr(
+            r, "readiness_gate", lambda server, identity: self.events.append(("ready", identity["revision"]))
+        )
+        monkeypatch.setattr(r, "retire", lambda server: self.events.append(("retire", server.build)))
+        monkeypatch.setattr(r, "guardrail", lambda server, identity: next(verdict))
+        monkeypatch.setattr(r, "app_logs", lambda server: "")
+        monkeypatch.setattr(
+            r, "user_data", lambda image, server: self.events.append(("user_data", image)) or image
+        )
+
+
+GOOD = "127.0.0.1:5000/cali-housing@sha256:" + "a" * 64
 
 
 def test_a_second_deploy_that_would_change_the_server_fails(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    rehearse = load_script()
-    rehearsal = rehearse.Rehearsal("0123456789", smoke_wait=1)
-    digests = iter([f"{rehearsal.repo}@sha256:{'a' * 64}", f"{rehearsal.repo}@sha256:{'b' * 64}"])
-    monkeypatch.setattr(rehearsal, "ensure_registry", lambda: None)
-    monkeypatch.setattr(rehearsal, "deploy", lambda: next(digests))
-    monkeypatch.setattr(rehearsal, "resolve_digest", lambda: next(digests))
-    monkeypatch.setattr(rehearsal, "tag_in_registry", lambda: True)
-    monkeypatch.setattr(rehearsal, "boot_fresh_host", lambda user_data, workdir: None)
-    monkeypatch.setattr(rehearsal, "smoke", lambda port, identity: None)
-    monkeypatch.setattr(rehearsal, "identity", dict)
-    with pytest.raises(rehearse.RehearsalError, match="second deploy would change the server"):
-        rehearsal(tmp_path)
+    recorded = Recorded(monkeypatch, verdicts=[0], digests=[GOOD, GOOD.replace("a" * 64, "c" * 64)])
+    with pytest.raises(recorded.rehearse.RehearsalError, match="second deploy would change the server"):
+        recorded.rehearsal(tmp_path)
+
+
+def test_a_broken_build_the_guardrail_fails_is_replaced_by_the_previous_digest_on_a_fresh_server(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    recorded = Recorded(monkeypatch, verdicts=[0, 1, 0], digests=[GOOD, GOOD])
+    recorded.rehearsal(tmp_path)
+    boots = [e for e in recorded.events if e[0] in ("boot", "ready", "retire")]
+    assert boots == [
+        ("boot", "good"),
+        ("ready", "good"),
+        ("boot", "broken"),
+        ("ready", "bad"),  # the readiness gate passes the broken build: /ready names it
+        ("retire", "good"),  # the address moved: the old server goes, as a replacement does
+        ("boot", "previous"),
+        ("ready", "good"),  # the previous digest goes through the same gate
+        ("retire", "broken"),
+    ]
+    images = [e[1] for e in recorded.events if e[0] == "user_data"]
+    assert images[-1] == GOOD, "the rolled-back server runs the previous digest"
+
+
+def test_a_guardrail_that_keeps_the_broken_build_fails_the_rehearsal(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    recorded = Recorded(monkeypatch, verdicts=[0, 0], digests=[GOOD, GOOD])
+    with pytest.raises(recorded.rehearse.RehearsalError, match="the guardrail kept broken@sha256"):
+        recorded.rehearsal(tmp_path)
+
+
+def test_a_rolled_back_build_that_fails_its_guardrail_fails_the_rehearsal(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    recorded = Recorded(monkeypatch, verdicts=[0, 1, 1], digests=[GOOD, GOOD])
+    with pytest.raises(recorded.rehearse.RehearsalError, match="rolled-back build fails its guardrail"):
+        recorded.rehearsal(tmp_path)
+
+
+def test_the_registry_port_comes_from_ci_registry_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CI_REGISTRY_PORT", "5021")
+    rehearsal = load_script().Rehearsal("0123456789", smoke_wait=1)
+    assert rehearsal.repo == "127.0.0.1:5021/cali-housing"
 
 
 def test_the_rehearsal_tags_the_image_by_the_programs_content_tag() -> None:
@@ -88,7 +172,7 @@ def test_the_rehearsal_tags_the_image_by_the_programs_content_tag() -> None:
 
     assert (
         rehearse.Rehearsal("0123456789", smoke_wait=1).tag
-        == f"127.0.0.1:5000/cali-housing:{content_tag(ROOT)}"
+        == f"{rehearse.registry_address()}/cali-housing:{content_tag(ROOT)}"
     )
 
 

@@ -7,7 +7,9 @@ which events reach which job, who may deploy and how, and that nothing holds a l
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -21,9 +23,12 @@ ROOT = Path(__file__).resolve().parent.parent
 GITHUB = ROOT / ".github"
 WORKFLOWS = GITHUB / "workflows"
 SETUP_ACTION = "./.github/actions/pulumi-setup"
+DEPLOY_WORKFLOW = "./.github/workflows/deploy.yml"
 PROD_GROUP = "prod-stack"
 STAGING_GROUP = "staging-stack"
 MAIN_PUSH = ("github.event_name == 'push'", "github.ref == 'refs/heads/main'")
+# The callers of the one deploy definition in pipeline.yml, and the stack each passes.
+DEPLOY_CALLERS = {"deploy-staging": "staging", "deploy": "prod"}
 
 
 @cache
@@ -58,9 +63,37 @@ def steps_using(job_def: dict[str, Any], action: str) -> list[dict[str, Any]]:
     return found
 
 
+def called(job_def: dict[str, Any]) -> list[dict[str, Any]]:
+    """The jobs of the reusable workflow a job calls (`uses: ./.github/workflows/X.yml`), else []."""
+    uses = job_def.get("uses", "")
+    if not uses.startswith("./.github/workflows/"):
+        return []
+    return list(workflow(uses.removeprefix("./.github/workflows/"))["jobs"].values())
+
+
+def deploy_job() -> dict[str, Any]:
+    """The one deploy job staging and prod both run (deploy.yml)."""
+    return job("deploy.yml", "deploy")
+
+
+def step(job_def: dict[str, Any], step_id: str) -> dict[str, Any]:
+    (found,) = [s for s in job_def["steps"] if s.get("id") == step_id]
+    return found
+
+
+def ups(job_def: dict[str, Any]) -> list[dict[str, Any]]:
+    """The job's `pulumi up` steps (pulumi/actions), in order."""
+    return [s for s in steps_using(job_def, "pulumi/actions") if s.get("with", {}).get("command") == "up"]
+
+
+def position(job_def: dict[str, Any], found: dict[str, Any]) -> int:
+    return [s["name"] for s in job_def["steps"]].index(found["name"])
+
+
 def pulumi_commands(job_def: dict[str, Any]) -> set[str]:
-    """The Pulumi commands a job runs, through pulumi/actions or the CLI."""
-    commands = {
+    """The Pulumi commands a job runs, through pulumi/actions, the CLI or a reusable workflow it calls."""
+    commands = set().union(*(pulumi_commands(j) for j in called(job_def)))
+    commands |= {
         s["with"]["command"] for s in steps_using(job_def, "pulumi/actions") if "command" in s.get("with", {})
     }
     for step in job_def.get("steps", []):
@@ -114,28 +147,62 @@ def test_the_image_job_builds_once_and_runs_the_docker_group_on_that_image() -> 
     assert "GITHUB_STEP_SUMMARY" in runs[-1], "the tested identity is in the job summary"
 
 
-@pytest.mark.parametrize("job_id", ["deploy-staging", "deploy"])
-def test_a_deploy_loads_the_tested_image_checks_its_id_then_pushes_and_ups(job_id: str) -> None:
-    deploy = job("pipeline.yml", job_id)
-    assert {"test", "image"} <= set(deploy["needs"])
-    steps = deploy["steps"]
-    order = [s["name"] for s in steps]
-    (load,) = [s for s in steps if s.get("run") == "bash scripts/load-tested-image.sh"]
-    assert load["env"]["TESTED_ID"] == "${{ needs.image.outputs.image_id }}"
-    (publish,) = [s for s in steps if s.get("run") == "bash scripts/publish-image.sh"]
-    assert publish["env"]["TAG"] == "${{ needs.image.outputs.tag }}"
-    (up,) = [s for s in steps_using(deploy, "pulumi/actions") if s.get("with", {}).get("command") == "up"]
-    assert order.index(load["name"]) < order.index(publish["name"]) < order.index(up["name"])
-    assert not [s for s in steps if "docker build" in s.get("run", "")], "a deploy never builds"
+def test_staging_and_prod_run_one_deploy_definition_so_they_cannot_drift() -> None:
+    deploy = workflow("deploy.yml")
+    assert set(deploy["on"]) == {"workflow_call"}, "only ever called, never run on its own"
+    assert set(deploy["jobs"]) == {"deploy"}
+    for job_id, stack in DEPLOY_CALLERS.items():
+        caller = job("pipeline.yml", job_id)
+        assert caller["uses"] == DEPLOY_WORKFLOW, job_id
+        assert caller["with"]["stack"] == stack
+        assert "steps" not in caller, "no step of a deploy lives outside deploy.yml"
+    prod, staging = (job("pipeline.yml", j)["with"] for j in ("deploy", "deploy-staging"))
+    assert {k: v for k, v in prod.items() if k != "stack"} == {
+        k: v for k, v in staging.items() if k != "stack"
+    }
+    required = {name for name, spec in deploy["on"]["workflow_call"]["inputs"].items() if spec["required"]}
+    assert required <= set(prod), "every required input is passed"
 
 
-def test_staging_runs_only_when_its_stack_file_exists_and_prod_waits_for_its_smoke_test() -> None:
+@pytest.mark.parametrize("job_id", sorted(DEPLOY_CALLERS))
+def test_a_deploy_is_handed_the_tested_image_the_image_job_built(job_id: str) -> None:
+    caller = job("pipeline.yml", job_id)
+    assert {"test", "image"} <= set(caller["needs"])
+    image = job("pipeline.yml", "image")
+    passed = caller["with"]
+    assert passed["image-id"] == "${{ needs.image.outputs.image_id }}"
+    assert passed["image-tag"] == "${{ needs.image.outputs.tag }}"
+    assert passed["tested-model-version"] == "${{ needs.image.outputs.model_version }}"
+    assert passed["release-image"] == "${{ needs.image.outputs.release_image }}"
+    assert passed["release-artifact"] == "${{ needs.image.outputs.release_artifact }}"
+    assert image["outputs"]["release_artifact"] == "${{ env.RELEASE_ARTIFACT }}"
+    (upload,) = steps_using(image, "actions/upload-artifact")
+    assert upload["with"]["name"] == "${{ env.RELEASE_ARTIFACT }}", "the artifact the deploy downloads"
+
+
+def test_a_deploy_loads_the_tested_image_checks_its_id_then_pushes_and_ups() -> None:
+    deploy = deploy_job()
+    (download,) = steps_using(deploy, "actions/download-artifact")
+    assert download["with"]["name"] == "${{ inputs.release-artifact }}"
+    (load,) = [s for s in deploy["steps"] if s.get("run") == "bash scripts/load-tested-image.sh"]
+    assert load["env"]["TESTED_ID"] == "${{ inputs.image-id }}"
+    publish = step(deploy, "publish")
+    assert publish["run"] == "bash scripts/publish-image.sh"
+    assert publish["env"]["TAG"] == "${{ inputs.image-tag }}"
+    first_up = ups(deploy)[0]
+    assert first_up["id"] == "up"
+    assert position(deploy, load) < position(deploy, publish) < position(deploy, first_up)
+    assert not [s for s in deploy["steps"] if "docker build" in s.get("run", "")], "a deploy never builds"
+
+
+def test_staging_runs_only_when_its_stack_file_exists_and_prod_waits_for_it() -> None:
     staging, prod = job("pipeline.yml", "deploy-staging"), job("pipeline.yml", "deploy")
     assert "needs.stacks.outputs.staging == 'true'" in " ".join(staging["if"].split())
-    assert job("pipeline.yml", "smoke-staging")["needs"] == ["image", "deploy-staging"]
-    assert "smoke-staging" in prod["needs"]
+    assert "deploy-staging" in prod["needs"]
     condition = " ".join(prod["if"].split())
-    assert "(needs.smoke-staging.result == 'success' || needs.smoke-staging.result == 'skipped')" in condition
+    assert (
+        "(needs.deploy-staging.result == 'success' || needs.deploy-staging.result == 'skipped')" in condition
+    )
     assert "!cancelled()" in condition, "a skipped staging does not skip prod; a failed one stops it"
     listing = " ".join(s.get("run", "") for s in job("pipeline.yml", "stacks")["steps"])
     assert "Pulumi.*.yaml" in listing
@@ -146,23 +213,62 @@ def test_preview_covers_every_stack_that_exists() -> None:
     assert preview["strategy"]["matrix"]["stack"] == "${{ fromJSON(needs.stacks.outputs.list) }}"
 
 
-@pytest.mark.parametrize(
-    ("smoke_id", "deploy_id"), [("smoke-staging", "deploy-staging"), ("smoke", "deploy")]
-)
-def test_every_smoke_test_after_a_deploy_expects_the_deployed_identity_on_many_samples(
-    smoke_id: str, deploy_id: str
-) -> None:
-    (run,) = [s for s in job("pipeline.yml", smoke_id)["steps"] if "python -m smoke" in s.get("run", "")]
-    assert run["env"]["MODEL_VERSION"] == f"${{{{ needs.{deploy_id}.outputs.model_version }}}}"
-    assert run["env"]["REVISION"] == f"${{{{ needs.{deploy_id}.outputs.revision }}}}"
-    for flag in ('--expect-model-version "$MODEL_VERSION"', '--expect-revision "$REVISION"', "--samples"):
-        assert flag in run["run"]
-    assert int(workflow("pipeline.yml")["env"]["SMOKE_SAMPLES"]) >= 10
+def test_the_guardrail_expects_the_deployed_identity_on_many_samples_after_up() -> None:
+    deploy = deploy_job()
+    guard = step(deploy, "guard")
+    assert guard["env"]["MODEL_VERSION"] == "${{ steps.publish.outputs.model_version }}"
+    assert guard["env"]["REVISION"] == "${{ steps.publish.outputs.revision }}"
+    assert guard["env"]["URL"] == "${{ steps.up.outputs.url }}"
+    for flag in (
+        '--expect-model-version "$MODEL_VERSION"',
+        '--expect-revision "$REVISION"',
+        '--samples "$SMOKE_SAMPLES"',
+        '--window "$GUARDRAIL_WINDOW"',
+        '--state "$RUNNER_TEMP/state.json"',
+        '--summary "$GITHUB_STEP_SUMMARY"',
+    ):
+        assert flag in guard["run"]
+    assert 'pulumi stack export --stack "$STACK" --file "$RUNNER_TEMP/state.json"' in guard["run"], (
+        "the alarms' names"
+    )
+    assert position(deploy, step(deploy, "up")) < position(deploy, guard)
+    # the admission is inside the guarded step: a runner that cannot be admitted fails the guardrail,
+    # and so rolls back, instead of leaving an unchecked build serving
+    assert guard["run"].startswith('.venv/bin/python scripts/runner_access.py open --group "$INGRESS_GROUP"')
+    assert guard["env"]["INGRESS_GROUP"] == "${{ steps.up.outputs.ingress_group }}"
+    assert int(workflow("deploy.yml")["env"]["SMOKE_SAMPLES"]) >= 10
+    assert int(workflow("deploy.yml")["env"]["GUARDRAIL_WINDOW"]) >= 60, "an alarm window, not a glance"
+
+
+def test_a_failed_guardrail_redeploys_the_previous_digest_through_the_same_gate_and_says_so() -> None:
+    deploy = deploy_job()
+    guard = step(deploy, "guard")
+    assert guard["continue-on-error"] is True, "its failure must reach the rollback steps"
+    failed = "steps.guard.outcome == 'failure'"
+    (pin,) = [s for s in deploy["steps"] if "imageDigest" in s.get("run", "")]
+    assert pin["if"] == f"{failed} && steps.live.outputs.image != ''"
+    assert pin["env"]["PREVIOUS"] == "${{ steps.live.outputs.image }}", "what served before this deploy"
+    assert 'pulumi config set --stack "${STACK}" imageDigest "${digest}"' in pin["run"]
+    assert "^sha256:[0-9a-f]{64}$" in pin["run"]
+    first_up, rollback = ups(deploy)
+    assert rollback["id"] == "rollback"
+    assert rollback["if"] == pin["if"]
+    assert rollback["with"]["stack-name"] == first_up["with"]["stack-name"], "the same stack, the same gate"
+    assert position(deploy, guard) < position(deploy, pin) < position(deploy, rollback)
+    (resmoke,) = [s for s in deploy["steps"] if s.get("if") == "steps.rollback.outcome == 'success'"]
+    assert 'python -m smoke "$URL"' in resmoke["run"]
+    assert resmoke["env"]["URL"] == "${{ steps.rollback.outputs.url }}"
+    last = deploy["steps"][-1]
+    assert last["if"] == f"always() && {failed}"
+    assert "GITHUB_STEP_SUMMARY" in last["run"]
+    assert "rolled back automatically" in last["run"]
+    assert last["run"].rstrip().endswith("exit 1"), "a deploy the guardrail undid is a failed run"
+    assert deploy["outputs"]["image"] == "${{ steps.rollback.outputs.image || steps.up.outputs.image }}"
 
 
 def test_the_deploy_summary_prints_the_tested_and_the_deployed_identity() -> None:
-    (summary,) = [s for s in job("pipeline.yml", "deploy")["steps"] if "Record both identities" in s["name"]]
-    assert summary["env"]["TESTED_VERSION"] == "${{ needs.image.outputs.model_version }}"
+    (summary,) = [s for s in deploy_job()["steps"] if "Record both identities" in s["name"]]
+    assert summary["env"]["TESTED_VERSION"] == "${{ inputs.tested-model-version }}"
     assert summary["env"]["DEPLOYED_VERSION"] == "${{ steps.publish.outputs.model_version }}"
     assert "GITHUB_STEP_SUMMARY" in summary["run"]
 
@@ -207,7 +313,7 @@ def test_fork_pull_requests_get_a_clear_notice_instead_of_a_preview() -> None:
     assert "permissions" not in notice, "the notice needs nothing beyond the read-only default"
 
 
-@pytest.mark.parametrize("job_id", ["deploy-staging", "deploy"])
+@pytest.mark.parametrize("job_id", sorted(DEPLOY_CALLERS))
 def test_up_runs_only_on_pushes_to_main(job_id: str) -> None:
     deploy = job("pipeline.yml", job_id)
     condition = " ".join(deploy["if"].split())
@@ -222,13 +328,13 @@ def test_no_job_triggered_by_a_pull_request_can_change_the_stack() -> None:
             assert "refs/heads/main" in job_def.get("if", ""), job_id
 
 
-@pytest.mark.parametrize(("name", "job_id"), [("pipeline.yml", "deploy"), ("rollback.yml", "rollback")])
+@pytest.mark.parametrize(("name", "job_id"), [("deploy.yml", "deploy"), ("rollback.yml", "rollback")])
 def test_changes_to_prod_run_in_the_production_environment(name: str, job_id: str) -> None:
     assert job(name, job_id)["environment"]["name"] == "production"
 
 
 def test_only_jobs_in_an_environment_publish_images() -> None:
-    # scripts/publish-image.sh runs a targeted `pulumi up` and pushes to ECR: after an approval only
+    # scripts/publish-image.sh pushes to ECR: after an approval only
     for name, job_id, job_def in all_jobs():
         if any("publish-image.sh" in s.get("run", "") for s in job_def.get("steps", [])):
             assert job_def["environment"]["name"] in ("staging", "production"), (name, job_id)
@@ -244,34 +350,73 @@ def test_destroy_leaves_the_protected_state_bucket_through_pulumi_actions_own_in
     assert step["with"]["exclude-protected"] is True
 
 
-def test_every_job_that_changes_the_stack_shares_one_concurrency_group_never_cancelled() -> None:
+def test_every_job_that_changes_the_stack_shares_one_concurrency_group_that_never_drops_a_job() -> None:
+    # GitHub keeps one pending job per group and cancels it when another joins, unless `queue: max`
+    # (docs.github.com, "Control the concurrency of workflows and jobs"): a rollback queued behind a
+    # deploy would be dropped silently by the next push to main.
     changers = [(n, jid, j) for n, jid, j in all_jobs() if pulumi_commands(j) & {"up", "destroy"}]
     assert {(n, jid) for n, jid, _ in changers} == {
-        ("pipeline.yml", "deploy-staging"),
-        ("pipeline.yml", "deploy"),
+        ("pipeline.yml", "deploy-staging"),  # calls deploy.yml
+        ("pipeline.yml", "deploy"),  # calls deploy.yml
+        ("deploy.yml", "deploy"),
         ("rollback.yml", "rollback"),
         ("destroy.yml", "destroy"),
     }
+    never_dropped = {"cancel-in-progress": False, "queue": "max"}
     for name, job_id, job_def in changers:
-        group = STAGING_GROUP if job_id == "deploy-staging" else PROD_GROUP
-        assert job_def["concurrency"] == {"group": group, "cancel-in-progress": False}, (name, job_id)
+        if "uses" in job_def:
+            assert "concurrency" not in job_def, "the called job holds the group"
+            continue
+        group = "${{ inputs.stack }}-stack" if name == "deploy.yml" else PROD_GROUP
+        assert job_def["concurrency"] == {"group": group, **never_dropped}, (name, job_id)
+    # the deploy job's group, evaluated for each caller: prod's is the group rollback and destroy use
+    evaluated = {
+        stack: deploy_job()["concurrency"]["group"].replace("${{ inputs.stack }}", stack)
+        for stack in DEPLOY_CALLERS.values()
+    }
+    assert evaluated == {"prod": PROD_GROUP, "staging": STAGING_GROUP}
 
 
-def test_the_smoke_job_runs_after_deploy_against_the_stacks_url_output() -> None:
-    deploy, smoke = job("pipeline.yml", "deploy"), job("pipeline.yml", "smoke")
-    assert smoke["needs"] == "deploy"
-    (up,) = [s for s in steps_using(deploy, "pulumi/actions") if s.get("with", {}).get("command") == "up"]
-    assert deploy["outputs"]["url"] == f"${{{{ steps.{up['id']}.outputs.url }}}}"
-    (run,) = [s for s in smoke["steps"] if "python -m smoke" in s.get("run", "")]
-    assert {**smoke.get("env", {}), **run.get("env", {})}["URL"] == "${{ needs.deploy.outputs.url }}"
-    assert run["run"].startswith('python -m smoke "$URL"')
+SCRIPTS = sorted(p for p in (ROOT / "scripts").iterdir() if p.is_file())
 
 
-@pytest.mark.parametrize("job_id", ["smoke", "smoke-staging"])
-def test_the_smoke_job_installs_nothing_the_standard_library_lacks(job_id: str) -> None:
+@pytest.mark.parametrize("path", [*github_files(), *SCRIPTS], ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_workflow_or_script_runs_a_targeted_pulumi_operation(path: Path) -> None:
+    # A targeted `up` fails on a stack whose state lacks the target's parent ("untargeted create"):
+    # the first deploy of a new stack. The account setup makes the repositories instead.
+    # comments may say why there is none; commands may not have one
+    text = "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("#"))
+    assert not re.search(r"pulumi\b[^\n]*\s--target\b", text), path
+    assert not re.search(r"^\s*target:", text, re.M), f"{path}: pulumi/actions' target input"
+
+
+@pytest.mark.parametrize("path", [*github_files(), *SCRIPTS], ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_job_writes_gate_inputs_only_the_runner_would_see(path: Path) -> None:
+    # A key set on the runner's copy of the stack file alone makes every other preview differ.
+    text = path.read_text()
+    assert "expectModelVersion" not in text, path
+    assert "expectRevision" not in text, path
+
+
+def test_a_deploy_reads_the_live_stack_fail_closed_before_the_gate() -> None:
+    deploy = deploy_job()
+    live = step(deploy, "live")
+    assert live["run"] == "bash scripts/stack-outputs.sh"  # tests/test_deploy_scripts.py runs it
+    (gate,) = [s for s in deploy["steps"] if "model.gate" in s.get("run", "")]
+    assert position(deploy, live) < position(deploy, gate)
+    for name, job_id, job_def in all_jobs():
+        for s in job_def.get("steps", []):
+            run = s.get("run", "")
+            if "stack output" in run:
+                assert "|| true" not in run, (name, job_id, s["name"])
+                assert "2>/dev/null" not in run, (name, job_id, s["name"])
+
+
+@pytest.mark.parametrize(("name", "job_id"), [("rollback.yml", "smoke"), ("drift-report.yml", "drift")])
+def test_the_smoke_job_installs_nothing_the_standard_library_lacks(name: str, job_id: str) -> None:
     # The smoke client is standard library only; the one install is boto3, pinned by constraints.txt,
     # for the runner's temporary ingress rule (scripts/runner_access.py).
-    runs = [s.get("run", "") for s in job("pipeline.yml", job_id)["steps"]]
+    runs = [s.get("run", "") for s in job(name, job_id)["steps"]]
     installs = [line.strip() for run in runs for line in run.splitlines() if "pip install" in line]
     assert installs == ["python -m pip install -q -c constraints.txt boto3"]
     assert not any("make " in run for run in runs)
@@ -338,8 +483,8 @@ def test_pull_requests_assume_the_preview_role_and_production_the_deploy_role() 
 def test_the_state_backend_comes_from_a_variable_and_no_job_gets_a_passphrase() -> None:
     # Secrets are decrypted with the KMS key the role may use (Pulumi.prod.yaml's secretsprovider).
     for name, job_id, job_def in all_jobs():
-        if not pulumi_commands(job_def):
-            continue
+        if not pulumi_commands(job_def) or "uses" in job_def:
+            continue  # a caller of deploy.yml: the called job is checked itself
         assert job_def["env"]["PULUMI_BACKEND_URL"] == "${{ vars.PULUMI_BACKEND_URL }}", (name, job_id)
         assert "PULUMI_CONFIG_PASSPHRASE" not in job_def["env"], (name, job_id)
 
@@ -406,6 +551,10 @@ def test_every_step_and_job_is_named() -> None:
 
 def test_every_job_has_a_timeout() -> None:
     for name, job_id, job_def in all_jobs():
+        if "uses" in job_def:
+            # GitHub allows no timeout on a job that calls a workflow: the called jobs carry theirs
+            assert all(isinstance(j.get("timeout-minutes"), int) for j in called(job_def)), (name, job_id)
+            continue
         assert isinstance(job_def.get("timeout-minutes"), int), (name, job_id)
 
 
@@ -463,7 +612,7 @@ def test_ci_helper_role_jobs_run_from_main_without_an_environment() -> None:
                 assert "environment" not in job_def, (name, job_id)
                 condition = str(job_def.get("if", "")).replace("!= 'pull_request'", "")
                 assert "pull_request" not in condition, (name, job_id)
-    assert users, "the smoke job and ami-update use the helper role"
+    assert users, "rollback's smoke job, the drift report and ami-update use the helper role"
 
 
 def test_the_stack_decrypts_its_secrets_with_the_bootstrap_kms_key() -> None:
@@ -477,18 +626,34 @@ def test_the_stack_decrypts_its_secrets_with_the_bootstrap_kms_key() -> None:
 
 
 def test_the_promotion_gate_runs_before_up_and_a_maintainer_can_override_it() -> None:
-    deploy = job("pipeline.yml", "deploy")
-    names = [s.get("id") or s["name"] for s in deploy["steps"]]
+    deploy = deploy_job()
     (gate,) = [s for s in deploy["steps"] if "model.gate" in s.get("run", "")]
-    (up,) = [s for s in steps_using(deploy, "pulumi/actions") if s.get("with", {}).get("command") == "up"]
-    assert names.index(gate["name"]) < names.index(up["id"]), "the gate decides before anything deploys"
+    assert position(deploy, gate) < position(deploy, step(deploy, "up")), "the gate decides first"
     assert '--summary "$GITHUB_STEP_SUMMARY"' in gate["run"], "both models' metrics go to the job summary"
     assert "--candidate artifacts/metadata.json" in gate["run"]
     override = workflow("pipeline.yml")["on"]["workflow_dispatch"]["inputs"]["override_gate"]
     assert (override["type"], override["default"]) == ("boolean", False)
-    assert gate["env"]["OVERRIDE"] == "${{ inputs.override_gate || false }}"
-    assert "workflow_dispatch" in deploy["if"]
-    assert "refs/heads/main" in deploy["if"]
+    for job_id in DEPLOY_CALLERS:
+        caller = job("pipeline.yml", job_id)
+        assert caller["with"]["override-gate"] == "${{ inputs.override_gate || false }}"
+        assert "workflow_dispatch" in caller["if"]
+        assert "refs/heads/main" in caller["if"]
+    assert gate["env"]["OVERRIDE"] == "${{ inputs.override-gate }}"
+    spec = workflow("deploy.yml")["on"]["workflow_call"]["inputs"]["override-gate"]
+    assert (spec["type"], spec["default"]) == ("boolean", False)
+
+
+def test_the_gate_passes_first_deploy_only_when_the_stack_has_no_url_output() -> None:
+    # model/gate.py fails closed (exit 2) when the live service is unreachable, unless told that
+    # this is a first deploy; scripts/stack-outputs.sh says so only for a stack without `url`.
+    deploy = deploy_job()
+    (gate,) = [s for s in deploy["steps"] if "model.gate" in s.get("run", "")]
+    assert gate["env"]["FIRST_DEPLOY"] == "${{ steps.live.outputs.first_deploy }}"
+    assert gate["env"]["LIVE_URL"] == "${{ steps.live.outputs.url }}"
+    assert 'if [[ "${FIRST_DEPLOY}" == "true" ]]; then first=(--first-deploy); fi' in gate["run"]
+    assert '"${first[@]}"' in gate["run"]
+    assert gate["run"].count("--first-deploy") == 1, "never passed unconditionally"
+    assert "|| true" not in gate["run"]
 
 
 def test_the_weekly_drift_report_reads_the_live_service_and_fails_on_drift() -> None:
@@ -496,11 +661,11 @@ def test_the_weekly_drift_report_reads_the_live_service_and_fails_on_drift() -> 
     assert [c["cron"] for c in report["on"]["schedule"]] == ["17 6 * * 1"]  # weekly
     assert report["permissions"] == {"contents": "read"}
     (drift,) = report["jobs"].values()
-    (step,) = [s for s in drift["steps"] if "drift_report" in s.get("run", "")]
-    assert step["run"] == 'python -m smoke.drift_report "$URL" --summary "$GITHUB_STEP_SUMMARY"'
-    assert step["env"]["URL"] == "${{ vars.SERVICE_URL }}"
-    assert "pip install" not in step["run"]
-    assert "make " not in step["run"]
+    (run,) = [s for s in drift["steps"] if "drift_report" in s.get("run", "")]
+    assert run["run"] == 'python -m smoke.drift_report "$URL" --summary "$GITHUB_STEP_SUMMARY"'
+    assert drift["env"]["URL"] == "${{ vars.SERVICE_URL }}"
+    assert drift["env"]["INGRESS_GROUP"] == "${{ vars.SERVICE_INGRESS_GROUP }}"
+    assert drift["permissions"] == {"contents": "read", "id-token": "write"}, "the helper role, nothing more"
     assert pulumi_commands(drift) == set(), "a report never changes the stack"
 
 
@@ -536,6 +701,69 @@ def test_ami_update_proposes_a_change_and_never_deploys() -> None:
     assert "gh pr create" in runs
 
 
+AMI = "ami-0fedcba9876543210"
+
+
+def run_ami_step(tmp_path: Path, open_prs: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """The pull-request step's script, as GitHub runs it (bash -eo pipefail), with fake gh and git."""
+    (proposal,) = [s for s in job("ami-update.yml", "propose")["steps"] if "gh pr create" in s.get("run", "")]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("gh", "git"):
+        (bin_dir / tool).write_text(
+            "#!/usr/bin/env bash\n"
+            f'printf "%s %s\\n" {tool} "$*" >>"{tmp_path}/calls"\n'
+            f'if [[ "$1 $2" == "pr list" ]]; then echo "{open_prs}"; fi\n'
+        )
+        (bin_dir / tool).chmod(0o755)
+    done = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", proposal["run"]],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env={
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+            "GH_TOKEN": "token",
+            "AMI": AMI,
+            "AMI_PARAMETER": workflow("ami-update.yml")["env"]["AMI_PARAMETER"],
+            "GITHUB_REPOSITORY": "owner/repo",
+        },
+    )
+    calls = (tmp_path / "calls").read_text().splitlines()
+    return done, calls
+
+
+def test_ami_update_leaves_an_open_pull_request_alone(tmp_path: Path) -> None:
+    done, calls = run_ami_step(tmp_path, open_prs="1")
+    assert done.returncode == 0, done.stderr
+    assert calls == [
+        f"gh pr list --repo owner/repo --head ami-update/{AMI} --state open --json number --jq length"
+    ]
+    assert "already open" in done.stdout
+
+
+def test_ami_update_opens_the_pull_request_again_when_its_branch_exists_without_one(tmp_path: Path) -> None:
+    # What counts is an open pull request, not the branch (a run whose `gh pr create` was refused, or
+    # a PR closed unmerged, leaves the branch): the branch is pushed again from main and the PR opened.
+    done, calls = run_ami_step(tmp_path, open_prs="0")
+    assert done.returncode == 0, done.stderr
+    assert not [c for c in calls if "ls-remote" in c], "the branch's existence decides nothing"
+    (push,) = [c for c in calls if c.startswith("git push")]
+    assert push.startswith("git push --force ")
+    assert push.endswith(f" ami-update/{AMI}")
+    (create,) = [c for c in calls if c.startswith("gh pr create")]
+    assert f"--head ami-update/{AMI}" in create
+    assert "--base main" in create
+    assert calls.index(push) < calls.index(create)
+
+
+def test_the_docs_name_the_setting_that_lets_the_workflow_open_pull_requests() -> None:
+    page = (ROOT / "docs" / "ci-cd.md").read_text()
+    section = page.split("## One-time setup", 1)[1].split("\n## ", 1)[0]
+    assert "Allow GitHub Actions to create and approve pull requests" in section
+
+
 def test_pin_ami_replaces_or_adds_the_pinned_ami() -> None:
     import importlib.util
 
@@ -556,29 +784,56 @@ def test_pin_ami_replaces_or_adds_the_pinned_ami() -> None:
 # --- the smoke test behind a narrowed allowedCidrs (issue 14) ---------------------------------------
 
 
-def test_smoke_admits_the_runner_before_and_always_withdraws_it_after() -> None:
-    steps = job("pipeline.yml", "smoke")["steps"]
-    runs = [step.get("run", "") for step in steps]
-    opened = next(i for i, run in enumerate(runs) if "runner_access.py open" in run)
-    smoked = next(i for i, run in enumerate(runs) if "python -m smoke" in run)
-    closed = next(i for i, run in enumerate(runs) if "runner_access.py close" in run)
-    assert opened < smoked < closed
-    assert steps[closed]["if"] == "always()"  # a failed smoke test leaves no rule behind
-    assert job("pipeline.yml", "smoke")["env"]["INGRESS_GROUP"] == "${{ needs.deploy.outputs.ingress_group }}"
+def admissions(job_def: dict[str, Any], talks: str) -> list[tuple[int, int, int]]:
+    """(open, call, close) step positions around each step whose run contains `talks`."""
+    runs = [s.get("run", "") for s in job_def["steps"]]
+    found = []
+    for call in [i for i, run in enumerate(runs) if talks in run]:
+        opened = max((i for i in range(call + 1) if "runner_access.py open" in runs[i]), default=-1)
+        closed = min((i for i in range(call, len(runs)) if "runner_access.py close" in runs[i]), default=-1)
+        found.append((opened, call, closed))
+    return found
+
+
+# Every job that talks to the service, and what in its steps does the talking.
+TALKERS = [
+    ("deploy.yml", "deploy", "model.gate"),  # the promotion gate reads the live /metadata
+    ("deploy.yml", "deploy", "smoke.guardrail"),
+    ("deploy.yml", "deploy", 'python -m smoke "$URL"'),  # the rolled-back build's smoke test
+    ("rollback.yml", "smoke", "python -m smoke"),
+    ("drift-report.yml", "drift", "smoke.drift_report"),
+]
+
+
+@pytest.mark.parametrize(("name", "job_id", "talks"), TALKERS, ids=[f"{n}:{t}" for n, _, t in TALKERS])
+def test_smoke_admits_the_runner_before_and_always_withdraws_it_after(
+    name: str, job_id: str, talks: str
+) -> None:
+    job_def = job(name, job_id)
+    ((opened, call, closed),) = admissions(job_def, talks)
+    assert 0 <= opened <= call < closed, "admitted before (or in) the call, withdrawn after"
+    assert job_def["steps"][closed]["if"].startswith("always()"), "a failure leaves no rule behind"
+
+
+def test_every_job_that_talks_to_the_service_is_in_the_admission_list() -> None:
+    talking = re.compile(r"python -m (smoke|model\.gate)\b")
+    listed = {(name, job_id) for name, job_id, _ in TALKERS}
+    for name, job_id, job_def in all_jobs():
+        if any(talking.search(s.get("run", "")) for s in job_def.get("steps", [])):
+            assert (name, job_id) in listed, (name, job_id)
+
+
+def test_the_runner_is_admitted_to_the_group_the_stack_names_for_the_url_it_reaches() -> None:
+    deploy = deploy_job()
+    opens = [s for s in deploy["steps"] if "runner_access.py open" in s.get("run", "")]
+    groups = [s["env"].get("INGRESS_GROUP") for s in opens]
+    assert groups == [
+        "${{ steps.live.outputs.ingress_group }}",  # the gate: the service that serves now
+        "${{ steps.up.outputs.ingress_group }}",  # the guardrail: the service after up
+        "${{ steps.rollback.outputs.ingress_group }}",  # the rolled-back service
+    ]
+    rollback = job("rollback.yml", "rollback")
+    assert rollback["outputs"]["ingress_group"] == "${{ steps.up.outputs.ingress_group }}"
     assert (
-        job("pipeline.yml", "deploy")["outputs"]["ingress_group"] == "${{ steps.up.outputs.ingress_group }}"
+        job("rollback.yml", "smoke")["env"]["INGRESS_GROUP"] == "${{ needs.rollback.outputs.ingress_group }}"
     )
-
-
-@pytest.mark.parametrize("job_id", ["deploy", "deploy-staging"])
-def test_the_readiness_gate_is_told_the_tested_build_before_up(job_id: str) -> None:
-    deploy = job("pipeline.yml", job_id)
-    names = [s["name"] for s in deploy["steps"]]
-    (tell,) = [s for s in deploy["steps"] if "expectModelVersion" in s.get("run", "")]
-    (up,) = [s for s in steps_using(deploy, "pulumi/actions") if s.get("with", {}).get("command") == "up"]
-    assert names.index(tell["name"]) < names.index(up["name"])
-    assert "expectRevision" in tell["run"]
-    assert tell["env"] == {
-        "MODEL_VERSION": "${{ steps.publish.outputs.model_version }}",
-        "REVISION": "${{ steps.publish.outputs.revision }}",
-    }
