@@ -17,6 +17,7 @@ from typing import TypeVar
 import pulumi
 
 from infra.release import PROJECT, content_tag
+from infra.tags import stack_tags
 
 T = TypeVar("T", int, str)
 
@@ -120,7 +121,7 @@ class StackSettings:
     @property
     def tags(self) -> dict[str, str]:
         """Tags for every taggable resource of this stack (the state bucket has its own)."""
-        return {"project": PROJECT, "stack": self.stack, "managed-by": "pulumi"}
+        return stack_tags(self.stack)
 
 
 def check_cidrs(key: str, value: object) -> tuple[str, ...]:

@@ -254,9 +254,11 @@ def test_find_image_returns_the_pushed_digest_and_none_when_absent(
 ) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL", aws_stand_in.url)
     ecr = boto3.client("ecr", region_name=REGION)
-    assert registry.find_image(REPO, checkout_tag(), REGION) is None, "no repository yet (a first deploy)"
+    # No repository is not "no image": the setup has not run, and the error says which command to run.
+    with pytest.raises(registry.MissingRepositoryError, match="--stacks prod"):
+        registry.find_image(REPO, checkout_tag(), REGION, "prod")
     ecr.create_repository(repositoryName=REPO, imageTagMutability="IMMUTABLE")
-    assert registry.find_image(REPO, checkout_tag(), REGION) is None, "a repository without the tag"
+    assert registry.find_image(REPO, checkout_tag(), REGION, "prod") is None, "a repository without the tag"
     manifest = json.dumps(
         {
             "schemaVersion": 2,
@@ -272,8 +274,8 @@ def test_find_image_returns_the_pushed_digest_and_none_when_absent(
     pushed = ecr.put_image(repositoryName=REPO, imageManifest=manifest, imageTag=checkout_tag())["image"][
         "imageId"
     ]
-    assert registry.find_image(REPO, checkout_tag(), REGION) == pushed["imageDigest"]
-    assert registry.find_image(REPO, "content-other", REGION) is None
+    assert registry.find_image(REPO, checkout_tag(), REGION, "prod") == pushed["imageDigest"]
+    assert registry.find_image(REPO, "content-other", REGION, "prod") is None
 
 
 def test_find_image_fails_loudly_when_ecr_refuses(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -285,7 +287,7 @@ def test_find_image_fails_loudly_when_ecr_refuses(monkeypatch: pytest.MonkeyPatc
     )
     monkeypatch.setattr(registry.boto3, "client", lambda *_a, **_k: client)
     with stubber, pytest.raises(botocore.exceptions.ClientError, match="AccessDenied"):
-        registry.find_image(REPO, checkout_tag(), REGION)
+        registry.find_image(REPO, checkout_tag(), REGION, "prod")
 
 
 # --- helpers --------------------------------------------------------------------------------------
