@@ -67,19 +67,15 @@ monitoring = Monitoring(
     "cali",
     MonitoringArgs(region=settings.region, account_arn=logs.arn, alert_email=settings.alert_email, tags=tags),
 )
-# What a new single server's /ready must report before it gets the address: what CI read off the
-# tested image, else the revision this checkout bakes into an image the program builds itself.
-expected_build = {
-    "model_version": settings.expect_model_version,
-    "revision": settings.expect_revision or (settings.revision if image.source == "build" else ""),
-}
 foundation = modes.Foundation(
     network=network,
     ami=amazon_linux_ami(settings.ami),
     user_data=user_data,
     instance_profile_name=identity.instance_profile_name,
     monitoring=monitoring,
-    expected_build={key: value for key, value in expected_build.items() if value},
+    # What a new single server's container must run before it gets the address: the digest this run
+    # deploys, which every run (CI, a PR preview, a laptop) derives the same way from the same tree.
+    image=image.repo_digest,
 )
 # single: `url` and `public_ip`; fleet: `url` and `autoscaling_group`. CI reads `url` and
 # `ingress_group` (the security group it admits its runner to for the smoke test).
