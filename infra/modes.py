@@ -144,6 +144,7 @@ def fleet(settings: StackSettings, base: Foundation) -> dict[str, pulumi.Output[
             scaling=ScalingArgs(spec.scaling_metric, target, balancer.request_count_label),
             tags=tags,
             boot_dependencies=[endpoints],
+            guardrail_alarms=base.monitoring.guardrail_alarm_names,
         ),
     )
     base.monitoring.watch_targets(balancer.balancer.arn_suffix, balancer.target_group.arn_suffix)

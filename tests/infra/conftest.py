@@ -175,6 +175,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
         elif typ == BUILD_TYPE:
             # what the provider reports after a push: the manifest digest and tag@digest
             outputs |= {"digest": DIGEST, "ref": f"{args.inputs['tags'][0]}@{DIGEST}"}
+        elif typ == "aws:cloudwatch/metricAlarm:MetricAlarm":
+            outputs |= {"name": args.inputs.get("name") or f"{name}-a1b2c3d", "arn": arn}  # auto-named
         elif typ == "aws:cloudwatch/logGroup:LogGroup":
             outputs |= {"name": name, "arn": f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{name}"}
         elif typ == "aws:ec2/eip:Eip":
