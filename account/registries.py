@@ -130,3 +130,84 @@ def ensure_repositories(
         for spec in stack_repositories(stack):
             changes += ensure_repository(ecr, spec)
     return changes
+
+
+# --- migrating a stack whose state holds auto-named repositories ----------------------------------
+
+PROJECT_NAME = "cali-housing"  # Pulumi.yaml's `name`, the URNs' project part
+# The program's repositories (infra/registry.py): children of the `cali` Registry component, under
+# the logical names the previous version used, so a stack it made keeps its URNs.
+REPOSITORY_TYPE = "cali:aws:Registry$aws:ecr/repository:Repository"
+LOGICAL_NAMES = ("cali-repo", "cali-cache-repo")
+
+
+def repository_urns(stack: str) -> list[str]:
+    """The URNs under which the program registers `stack`'s two repositories."""
+    return [f"urn:pulumi:{stack}::{PROJECT_NAME}::{REPOSITORY_TYPE}::{name}" for name in LOGICAL_NAMES]
+
+
+def keep_in_state(state: dict[str, Any], stack: str) -> list[str]:
+    """Mark the repositories in an exported state (`pulumi stack export`) retain-on-delete, in place.
+
+    A stack made by the oldest version holds them under auto-named ids (cali-repo-1a2b3c4); the next
+    `up` imports the fixed-name repository at the same URN and, the id differing, replaces the old
+    entry, whose deletion runs with the OLD state's options: `force_delete` on, so ECR would delete
+    the repository and every image. With `retainOnDelete` in the state, the engine's delete step is
+    a no-op ("Deleting a 'drop on delete' is a no-op", pulumi/pulumi pkg/resource/deploy/step.go,
+    DeleteStep.Apply) and the old repository stays, images and all. `pulumi state delete` cannot do
+    this: it refuses a resource others depend on (the lifecycle policy, the server role's policy, the
+    instance's boot script read the repository; pulumi/pulumi pkg/resource/edit/operations.go,
+    DeleteResource), and with --target-dependents it would make Pulumi forget the server too.
+
+    Returns:
+        The URNs changed (empty when they already were retained).
+
+    Raises:
+        RepositoryError: The state holds neither repository (another stack's export, or the wrong file).
+    """
+    wanted = set(repository_urns(stack))
+    found = [r for r in state.get("deployment", {}).get("resources", []) if r.get("urn") in wanted]
+    if not found:
+        raise RepositoryError(
+            f"the exported state holds none of {sorted(wanted)}: is it `pulumi stack export --stack {stack}`?"
+        )
+    changed = []
+    for resource in found:
+        if not resource.get("retainOnDelete"):
+            resource["retainOnDelete"] = True
+            changed.append(resource["urn"])
+    return changed
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m account.registries keep-in-state FILE --stack S` (docs/deploy.md, migration)."""
+    import argparse
+    import json
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m account.registries", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    keep = commands.add_parser(
+        "keep-in-state", help="mark the stack's repositories retain-on-delete in an export"
+    )
+    keep.add_argument(
+        "file", type=Path, help="the file `pulumi stack export --file` wrote; rewritten in place"
+    )
+    keep.add_argument("--stack", required=True)
+    args = parser.parse_args(argv)
+    state = json.loads(args.file.read_text(encoding="utf-8"))
+    try:
+        changed = keep_in_state(state, args.stack)
+    except RepositoryError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    args.file.write_text(json.dumps(state, indent=4) + "\n", encoding="utf-8")
+    for urn in changed:
+        print(f"retain on delete: {urn}")
+    if not changed:
+        print("both repositories were already retained; nothing changed")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

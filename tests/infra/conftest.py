@@ -121,6 +121,7 @@ class Registered:
     delete_before_replace: bool
     custom: bool
     replace_on_changes: list[str] = field(default_factory=list)
+    property_dependencies: dict[str, list[str]] = field(default_factory=dict)  # input -> URNs it reads
     dependencies: list[str] = field(default_factory=list)  # URNs named by depends_on or by inputs
 
 
@@ -288,6 +289,9 @@ class RecordingMonitor(MockMonitor):
                     delete_before_replace=bool(request.deleteBeforeReplace),
                     custom=bool(request.custom),
                     replace_on_changes=list(request.replaceOnChanges),
+                    property_dependencies={
+                        key: list(deps.urns) for key, deps in request.propertyDependencies.items()
+                    },
                     dependencies=list(request.dependencies),
                 )
             )
