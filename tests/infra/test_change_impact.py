@@ -52,9 +52,13 @@ ASSOCIATION = "aws:ec2/eipAssociation:EipAssociation"
 GROUP = "aws:autoscaling/group:Group"
 
 # Replace-on-change inputs of the types a setting reaches: the terraform-provider-aws schema's
-# ForceNew attributes (internal/service/<service>/<resource>.go; read for ecr/repository.go:
-# `name` and `encryption_configuration` ForceNew, `force_delete` updatable), in Pulumi's input names.
-# A type that changes and is missing here fails the test, so the table never guesses.
+# ForceNew attributes (internal/service/<service>/<resource>.go), in Pulumi's input names. Read in
+# the source for ecr/repository.go (`name`, `encryption_configuration` ForceNew; `force_delete`,
+# `image_tag_mutability`, scanning updatable); the instance's `instance_type` is updatable by
+# stop/start per pulumi_aws ec2/instance.py, and a security group's description has "no Update API"
+# (pulumi_aws ec2/security_group.py). The rest follow the provider's documented ForceNew attributes;
+# `pulumi preview --diff` on a real stack is the check (docs/deploy.md). A type that changes and is
+# missing here fails the test, so the table never guesses.
 FORCE_NEW: dict[str, frozenset[str]] = {
     INSTANCE: frozenset({"ami", "subnetId", "availabilityZone", "associatePublicIpAddress", "keyName"}),
     "aws:ec2/securityGroup:SecurityGroup": frozenset({"name", "namePrefix", "description", "vpcId"}),
