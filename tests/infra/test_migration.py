@@ -122,3 +122,14 @@ def test_the_documented_setup_command_runs_on_a_stand_in(
         "ecr", region_name=environ["AWS_REGION"], endpoint_url=aws_stand_in.url
     ).describe_repositories(repositoryNames=["cali-housing-prod"])["repositories"]
     assert repo["imageTagMutability"] == "IMMUTABLE"
+
+
+def test_state_delete_could_not_forget_the_repository_since_the_server_reads_it(prod: Deployment) -> None:
+    # `pulumi state delete` refuses a resource others depend on (pulumi/pulumi
+    # pkg/resource/edit/operations.go, DeleteResource), which is why the migration edits
+    # retainOnDelete instead: the lifecycle policy, the server role's policy and the boot script
+    # all read the image repository.
+    repo = prod.named(REPOSITORY, "cali-repo").urn
+    readers = {r.name for r in prod.resources if repo in r.dependencies}
+    assert {"cali-keep-last", "cali-instance"} <= readers, readers
+    assert any(r.typ == "aws:iam/rolePolicy:RolePolicy" for r in prod.resources if repo in r.dependencies)
