@@ -90,11 +90,14 @@ bench: $(DEV_STAMP) $(MODEL_DIR)/metadata.json ## /health floor vs /predict, see
 IMAGE ?= cali-housing
 SKLEARN_DATA ?= $(or $(SCIKIT_LEARN_DATA),../shared/data/scikit_learn_data)
 
+# The staged copy is removed when the build ends, however it ends: a leftover would only confuse
+# (infra/release.py never hashes it, so it cannot change the content tag either way).
 docker: ## build the image (trains inside); tags $(IMAGE):<model version> and $(IMAGE):latest
 	rm -rf .build-data && mkdir -p .build-data/scikit_learn_data
+	trap 'rm -rf .build-data' EXIT; \
 	if compgen -G '$(SKLEARN_DATA)/cal_housing*' >/dev/null; then \
 	  cp '$(SKLEARN_DATA)'/cal_housing* .build-data/scikit_learn_data/; \
-	else echo "no California Housing cache in $(SKLEARN_DATA): the build will download it"; fi
+	else echo "no California Housing cache in $(SKLEARN_DATA): the build will download it"; fi; \
 	nice docker build --build-arg GIT_REVISION="$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
 	  --tag $(IMAGE):latest .
 	version="$$(docker run --rm --entrypoint python $(IMAGE):latest -c \

@@ -16,8 +16,8 @@ from infra.image import AppImage, AppImageArgs
 from infra.logs import AppLogs, AppLogsArgs
 from infra.monitoring import Monitoring, MonitoringArgs
 from infra.network import Network, NetworkArgs
-from infra.registry import Registry, RegistryArgs, find_image
-from infra.release import cache_repository_name, repository_name
+from infra.registry import Registry, RegistryArgs, find_image, require_repositories
+from infra.repositories import stack_repositories
 from infra.server import amazon_linux_ami
 from infra.state_bucket import StateBucket, StateBucketArgs
 from infra.user_data import render_user_data
@@ -25,25 +25,24 @@ from model.schema import example_record
 
 settings = config.load(Path(__file__).resolve().parent)  # fails on a bad value before any resource exists
 tags = settings.tags
+# The account setup made both repositories (account/registries.py); the program adopts them. Asked
+# before anything is registered: a stack the setup never ran for stops here with the command to run.
+images_repo, cache_repo = stack_repositories(settings.stack)
+require_repositories([images_repo.name, cache_repo.name], settings.stack, settings.region)
 
 # Only prod manages the state bucket; another stack (staging) keeps its state there without owning it.
 state_bucket_name: pulumi.Input[str] = settings.state_bucket
 if settings.owns_state_bucket:
     state = StateBucket("cali-state", StateBucketArgs(settings.state_bucket, settings.state_noncurrent_days))
     state_bucket_name = state.bucket_name
-repo_name = repository_name(settings.stack)
 registry = Registry(
-    "cali",
-    RegistryArgs(
-        name=repo_name,
-        cache_name=cache_repository_name(settings.stack),
-        keep_images=settings.keep_images,
-        tags=tags,
-    ),
+    "cali", RegistryArgs(images=images_repo, cache=cache_repo, keep_images=settings.keep_images)
 )
-# Asked before anything is registered, since it decides whether a build is registered at all.
+# Also before registering, since it decides whether a build is registered at all.
 existing_digest = (
-    None if settings.image_digest else find_image(repo_name, settings.image_tag, settings.region)
+    None
+    if settings.image_digest
+    else find_image(images_repo.name, settings.image_tag, settings.region, settings.stack)
 )
 image = AppImage(
     "cali",
@@ -68,19 +67,15 @@ monitoring = Monitoring(
     "cali",
     MonitoringArgs(region=settings.region, account_arn=logs.arn, alert_email=settings.alert_email, tags=tags),
 )
-# What a new single server's /ready must report before it gets the address: what CI read off the
-# tested image, else the revision this checkout bakes into an image the program builds itself.
-expected_build = {
-    "model_version": settings.expect_model_version,
-    "revision": settings.expect_revision or (settings.revision if image.source == "build" else ""),
-}
 foundation = modes.Foundation(
     network=network,
     ami=amazon_linux_ami(settings.ami),
     user_data=user_data,
     instance_profile_name=identity.instance_profile_name,
     monitoring=monitoring,
-    expected_build={key: value for key, value in expected_build.items() if value},
+    # What a new single server's container must run before it gets the address: the digest this run
+    # deploys, which every run (CI, a PR preview, a laptop) derives the same way from the same tree.
+    image=image.repo_digest,
 )
 # single: `url` and `public_ip`; fleet: `url` and `autoscaling_group`. CI reads `url` and
 # `ingress_group` (the security group it admits its runner to for the smoke test).

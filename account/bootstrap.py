@@ -30,6 +30,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 from account import permissions as perms
+from account import registries
 from infra import state_hardening as hardening
 from infra import tags
 
@@ -585,6 +586,12 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         metavar="OWNER/REPO",
         help="also create GitHub's OIDC provider and CI's deploy and preview roles for this repository",
     )
+    parser.add_argument(
+        "--stacks",
+        nargs="+",
+        metavar="STACK",
+        help="stacks whose ECR repositories to make (default: every Pulumi.<stack>.yaml beside the program)",
+    )
     parser.add_argument("--endpoint-url", help="AWS endpoint, for testing against a local stand-in")
     parser.add_argument(
         "--stacks-dir",
@@ -610,6 +617,11 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         changes += ensure_state_bucket(s3, bucket, region, args.noncurrent_days)
         key_arn, changed = ensure_kms_key(kms)
         changes += changed
+        stacks, elsewhere = (args.stacks, []) if args.stacks else registries.default_stacks(region)
+        for stack in elsewhere:
+            print(f"note: stack {stack} is in another region; run this with its --region", file=sys.stderr)
+        ecr = session.client("ecr", endpoint_url=args.endpoint_url)
+        changes += registries.ensure_repositories(ecr, stacks, region)
         roles: dict[str, str] = {}
         if args.github_repo:
             iam = session.client("iam", endpoint_url=args.endpoint_url)
@@ -628,15 +640,15 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             for spec in ci_roles(account, args.github_repo, scope, read_arn, guard_arn):
                 roles[spec.name], changed = ensure_role(iam, spec)
                 changes += changed
-    except BootstrapError as err:
+    except (BootstrapError, registries.RepositoryError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     for line in changes:
         print(line)
     if not changes:
         print(
-            f"state bucket {bucket}, KMS key{' and CI roles' if roles else ''} already in place; "
-            "nothing changed"
+            f"state bucket {bucket}, KMS key, ECR repositories{' and CI roles' if roles else ''} "
+            "already in place; nothing changed"
         )
     print(next_steps(bucket, region))
     if roles:

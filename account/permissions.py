@@ -272,14 +272,14 @@ RESOURCE_TYPES: dict[str, tuple[Grant, ...]] = {
     # --- registry and image
     "aws:ecr/repository:Repository": (
         read("ecr:DescribeRepositories", "ecr:ListTagsForResource", on=[ECR_REPO]),
+        # The account setup makes the repositories (account/registries.py) and the program adopts
+        # them (import_, protect, retain_on_delete: infra/registry.py), so a deploy never creates,
+        # deletes or empties one: no CreateRepository, DeleteRepository or BatchDeleteImage.
         write(
-            "ecr:CreateRepository",
-            "ecr:DeleteRepository",
             "ecr:PutImageTagMutability",
             "ecr:PutImageScanningConfiguration",
             "ecr:TagResource",
             "ecr:UntagResource",
-            "ecr:BatchDeleteImage",  # force_delete empties it first
             on=[ECR_REPO],
         ),
     ),

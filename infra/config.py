@@ -17,6 +17,7 @@ from typing import TypeVar
 import pulumi
 
 from infra.release import PROJECT, content_tag
+from infra.tags import stack_tags
 
 T = TypeVar("T", int, str)
 
@@ -35,11 +36,6 @@ _AMI = re.compile(r"^ami-[0-9a-f]{8,17}$")
 _DNS_NAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 
 # An address SNS can mail: something@domain.tld, no spaces (SNS itself checks deliverability).
-# A build's identity as /ready reports it: model_version (a content hash) and the git revision.
-_HEX = re.compile(r"^[0-9a-f]{8,64}$")
-_HEX_ALLOWED = "empty or a model_version (8 to 64 lowercase hex digits)"
-_REVISION = re.compile(r"^[0-9a-f]{7,40}(-dirty)?$")
-_REVISION_ALLOWED = "empty or a git commit (7 to 40 lowercase hex digits, maybe -dirty)"
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,63}$")
 
 MODES = ("single", "fleet")
@@ -104,8 +100,6 @@ class StackSettings:
     fleet: FleetSettings
     alert_email: str = ""
     flow_logs: bool = True
-    expect_model_version: str = ""
-    expect_revision: str = ""
 
     @property
     def zone_count(self) -> int:
@@ -120,7 +114,7 @@ class StackSettings:
     @property
     def tags(self) -> dict[str, str]:
         """Tags for every taggable resource of this stack (the state bucket has its own)."""
-        return {"project": PROJECT, "stack": self.stack, "managed-by": "pulumi"}
+        return stack_tags(self.stack)
 
 
 def check_cidrs(key: str, value: object) -> tuple[str, ...]:
@@ -270,7 +264,6 @@ def _load(repo: Path) -> StackSettings:
     ami = cfg.require("ami")
     digest = cfg.require("imageDigest")
     email = cfg.require("alertEmail")
-    model_version, revision = cfg.require("expectModelVersion"), cfg.require("expectRevision")
     retention = cfg.require_int("logRetentionDays")
     mode = check_choice("mode", cfg.require("mode"), MODES)
     fleet = _load_fleet(cfg)
@@ -299,12 +292,6 @@ def _load(repo: Path) -> StackSettings:
         if email
         else "",
         flow_logs=cfg.require_bool("flowLogs"),
-        expect_model_version=check_pattern("expectModelVersion", model_version, _HEX, _HEX_ALLOWED)
-        if model_version
-        else "",
-        expect_revision=check_pattern("expectRevision", revision, _REVISION, _REVISION_ALLOWED)
-        if revision
-        else "",
     )
 
 

@@ -7,6 +7,7 @@ single server; what differs is who keeps the instances alive: EC2 Auto Scaling, 
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -61,6 +62,7 @@ class FleetArgs:
         tags: Tags for every taggable resource and every instance and volume launched.
         boot_dependencies: What an instance needs while it boots (the VPC endpoints): the group is
             created after them, so its first instances do not exhaust their retries pulling.
+        guardrail_alarms: Alarm names whose ALARM state fails (and so rolls back) an instance refresh.
     """
 
     ami: pulumi.Input[str]
@@ -79,22 +81,38 @@ class FleetArgs:
     scaling: ScalingArgs
     tags: dict[str, str]
     boot_dependencies: list[pulumi.Resource] = field(default_factory=list)
+    guardrail_alarms: list[pulumi.Input[str]] = field(default_factory=list)
 
 
-def refresh_preferences(min_healthy_percent: int) -> dict[str, object]:
+def refresh_preferences(
+    min_healthy_percent: int, guardrail_alarms: Sequence[pulumi.Input[str]] = ()
+) -> dict[str, object]:
     """Instance refresh preferences: replace in rolling batches without dipping below the minimum.
 
     AWS allows the maximum to be at most 100 points above the minimum, up to 200%; the widest window
     lets a refresh launch the replacements before it terminates what they replace.
+
+    Args:
+        min_healthy_percent: Share of the desired capacity kept healthy.
+        guardrail_alarms: CloudWatch alarm names (the service's 5xx rate and p99 latency): "If any
+            of these alarms goes into ALARM state, Instance Refresh is failed" (pulumi_aws
+            autoscaling/_inputs.py, GroupInstanceRefreshPreferencesAlarmSpecificationArgs), and a
+            failed refresh with auto rollback goes back to the previous launch template version
+            (AWS EC2 Auto Scaling API reference, StartInstanceRefresh: AlarmSpecification, AutoRollback).
+            So a build that passes /ready but then serves errors or slowly undoes itself.
     """
-    return {
+    preferences: dict[str, object] = {
         "min_healthy_percentage": min_healthy_percent,
         "max_healthy_percentage": min(200, min_healthy_percent + 100),
         # Instances already on the new launch template version are left alone.
         "skip_matching": True,
-        # A refresh whose instances never pass the health check is undone, back to the last version.
+        # A refresh whose instances never pass the health check, or that trips a guardrail alarm,
+        # is undone, back to the last version.
         "auto_rollback": True,
     }
+    if guardrail_alarms:
+        preferences["alarm_specification"] = {"alarms": list(guardrail_alarms)}
+    return preferences
 
 
 def target_tracking(scaling: ScalingArgs) -> dict[str, object]:
@@ -190,7 +208,7 @@ class Fleet(pulumi.ComponentResource):
             default_instance_warmup=BOOT_SECONDS,
             instance_refresh={
                 "strategy": "Rolling",
-                "preferences": refresh_preferences(args.min_healthy_percent),
+                "preferences": refresh_preferences(args.min_healthy_percent, args.guardrail_alarms),
             },
             # The first `up` returns once fleetMinSize instances are healthy behind the load balancer,
             # so CI's smoke test starts against a serving fleet.

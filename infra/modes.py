@@ -6,8 +6,7 @@ their URNs, and Pulumi would replace a running stack's server for nothing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
@@ -34,8 +33,8 @@ class Foundation:
         user_data: The rendered boot script (it names the image digest).
         instance_profile_name: The instance profile carrying the server role.
         monitoring: The alarms and their topic; a fleet adds its no-healthy-target alarm.
-        expected_build: What /ready must report before the single server gets the address
-            (model_version, revision; infra/readiness.py); empty: readiness alone.
+        image: The digest reference the boot script starts (registry/repo@sha256:...): what the
+            single server's container must run before it gets the address (infra/readiness.py).
     """
 
     network: Network
@@ -43,7 +42,7 @@ class Foundation:
     user_data: pulumi.Input[str]
     instance_profile_name: pulumi.Input[str]
     monitoring: Monitoring
-    expected_build: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    image: pulumi.Input[str]
 
 
 def single(settings: StackSettings, base: Foundation) -> dict[str, pulumi.Output[str]]:
@@ -69,7 +68,7 @@ def single(settings: StackSettings, base: Foundation) -> dict[str, pulumi.Output
             region=settings.region,
             tags=tags,
             host_port=settings.app_port,
-            expected_build=base.expected_build,
+            image=base.image,
             alarm_topic_arn=base.monitoring.topic_arn,
         ),
     )
@@ -145,6 +144,7 @@ def fleet(settings: StackSettings, base: Foundation) -> dict[str, pulumi.Output[
             scaling=ScalingArgs(spec.scaling_metric, target, balancer.request_count_label),
             tags=tags,
             boot_dependencies=[endpoints],
+            guardrail_alarms=base.monitoring.guardrail_alarm_names,
         ),
     )
     base.monitoring.watch_targets(balancer.balancer.arn_suffix, balancer.target_group.arn_suffix)

@@ -127,6 +127,9 @@ class Monitoring(pulumi.ComponentResource):
                 period=PERIOD_S,
             ),
         ]
+        # The service's own health, named by a fleet's instance refresh: an alarm in ALARM fails
+        # the refresh, which then rolls back (infra/fleet.py, refresh_preferences).
+        self.guardrail_alarm_names: list[pulumi.Output[str]] = [alarm.name for alarm in self.alarms[:2]]
         self.dashboard = aws.cloudwatch.Dashboard(
             f"{name}-dashboard",
             dashboard_name=f"{name}-{pulumi.get_stack()}",

@@ -156,7 +156,16 @@ class AppFirewall(pulumi.ComponentResource):
             ingress=ingress_rules(args.port, args.cidrs),
             egress=EGRESS_RULES,
             tags={**named(args.tags, name, "sg"), **RUNNER_ACCESS_TAG},
-            opts=pulumi.ResourceOptions(parent=self),
+            # A change of the rules (appPort, allowedCidrs) is a NEW group, never an edit of the one
+            # the running server answers behind: the provider would revoke the old port's rule at
+            # once, while the replacement server is still booting. The new group is created first
+            # (create-before-delete is the default; the group's name is auto-named, so the two can
+            # coexist), the new server boots behind it, the address moves after the gate, and the old
+            # group goes at the end of the `up`, after the old server it guards (the engine deletes
+            # replaced resources last, dependents first).
+            opts=pulumi.ResourceOptions(
+                parent=self, replace_on_changes=["ingress"], delete_before_replace=False
+            ),
         )
         self.security_group_id: pulumi.Output[str] = group.id
         self.register_outputs({"security_group_id": self.security_group_id})

@@ -22,6 +22,7 @@ What only AWS can prove: that the SSM agent on Amazon Linux 2023 registers and r
 from __future__ import annotations
 
 import json
+import shlex
 import time
 import urllib.error
 import urllib.request
@@ -32,6 +33,8 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider
 
+from infra.user_data import CONTAINER_NAME
+
 # The bound on a replacement's boot: install Docker, pull, start, load the model. Two to three
 # minutes is normal (infra/fleet.py BOOT_SECONDS); fifteen leaves room for a slow mirror and retries.
 READY_TIMEOUT_S = 15 * 60
@@ -39,10 +42,10 @@ POLL_INTERVAL_S = 10
 # Seconds one SSM command may take on the instance before it is counted as a failed probe.
 COMMAND_TIMEOUT_S = 30
 LOG_TAIL_LINES = 40
-# /ready's JSON keys that name the build (service/routes.py; `revision` from the release-identity work).
-IDENTITY_KEYS = ("model_version", "revision")
-# What the gate is given; any change of one is a new gate.
-GATE_INPUTS = ("region", "instance_id", "port", "timeout_s", *IDENTITY_KEYS)
+# What the gate is given; any change of one is a new gate. `image` is the digest reference the program
+# deploys (registry/repo@sha256:...): every run derives it the same way (the digest found in ECR, or
+# the one pushed), so a preview or a laptop `up` of an unchanged tree sees the same gate inputs as CI's.
+GATE_INPUTS = ("region", "instance_id", "port", "timeout_s", "image")
 # SSM's final states of a command invocation (GetCommandInvocation's Status).
 _FINAL = frozenset({"Success", "Failed", "Cancelled", "TimedOut", "Cancelling"})
 
@@ -85,18 +88,22 @@ class NotReady(Exception):
 
 @dataclass(frozen=True)
 class Probe:
-    """One look at the server: the HTTP status of /ready (None: no answer) and its body or the error."""
+    """One look at the server: the HTTP status of /ready (None: no answer), its body or the error, and
+    the image reference the app's container was started from ("" when not asked or none runs)."""
 
     status: int | None
     body: str = ""
     detail: str = ""
+    image: str = ""
 
 
 @dataclass(frozen=True)
 class Expected:
-    """The build the server must report on /ready: a value per identity key ("" or missing: not checked)."""
+    """The build the server must serve: /ready's JSON keys with a value ("" or missing: not checked),
+    and the image reference its container must run ("": not checked)."""
 
     fields: Mapping[str, str] = field(default_factory=dict)
+    image: str = ""
 
     def checked(self) -> dict[str, str]:
         """The keys with a value to compare."""
@@ -123,6 +130,11 @@ def judge(probe: Probe, expected: Expected) -> str | None:
         return f"/ready answered 200 but not JSON: {probe.body[:200]!r}"
     if not isinstance(answer, dict):
         return f"/ready answered 200 with {type(answer).__name__}, not an object"
+    if expected.image and probe.image != expected.image:
+        return (
+            f"the container runs {probe.image or 'no image'!r}, the deploy expects {expected.image!r} "
+            "(another build is serving)"
+        )
     for key, want in expected.checked().items():
         got = answer.get(key)
         if got != want:
@@ -179,30 +191,33 @@ def http_probe(url: str, timeout_s: float = 5) -> Probe:
 
 
 # What the SSM command runs on the instance: /ready over loopback, so no security group is involved.
-# Prints the HTTP status on the first line ("000" when nothing answered) and the body after it.
-# curl is part of Amazon Linux 2023 (curl-minimal).
+# Prints the HTTP status on the first line ("000" when nothing answered), on the second the image
+# reference the app's container was started from (the boot script starts it by digest; empty when no
+# such container exists), and the body after them. curl is part of Amazon Linux 2023 (curl-minimal).
 PROBE_SCRIPT = """\
 body=$(mktemp)
 code=$(curl --silent --max-time 5 --output "$body" --write-out '%{{http_code}}' \\
     http://127.0.0.1:{port}/ready) || true
-printf '%s\\n' "${{code:-000}}"
+image=$(docker inspect --format '{{{{.Config.Image}}}}' {container} 2>/dev/null) || true
+printf '%s\\n%s\\n' "${{code:-000}}" "$image"
 head -c 65536 "$body"
 rm -f "$body"
 """
 
 
-def probe_command(port: int) -> str:
-    """The shell the instance runs to look at its own /ready on `port`."""
-    return PROBE_SCRIPT.format(port=int(port))
+def probe_command(port: int, container: str = CONTAINER_NAME) -> str:
+    """The shell the instance runs to look at its own /ready on `port` and at `container`'s image."""
+    return PROBE_SCRIPT.format(port=int(port), container=shlex.quote(container))
 
 
 def parse_probe_output(stdout: str) -> Probe:
     """Turn PROBE_SCRIPT's output into a Probe."""
-    first, _, body = stdout.partition("\n")
+    first, _, rest = stdout.partition("\n")
+    image, _, body = rest.partition("\n")
     first = first.strip()
     if not first.isdigit() or int(first) == 0:
         return Probe(None, detail=f"nothing listens on the instance's port (curl: {first or 'no output'})")
-    return Probe(int(first), body)
+    return Probe(int(first), body, image=image.strip())
 
 
 def ssm_probe(ssm: Any, instance_id: str, port: int, *, sleep: Callable[[float], None] = time.sleep) -> Probe:
@@ -301,7 +316,7 @@ class ReadinessProvider(ResourceProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         """Block until the instance is ready; raising fails `pulumi up` with the reason."""
-        expected = Expected({k: props.get(k, "") for k in IDENTITY_KEYS})
+        expected = Expected(image=props.get("image", ""))
         seen = gate(
             props["region"],
             props["instance_id"],
@@ -332,14 +347,15 @@ class ReadinessGateArgs:
         region: The instance's region.
         instance_id: The instance to wait for.
         port: The host port the app is published on.
-        expected: /ready's identity keys and their expected values (model_version, revision).
+        image: The digest reference the boot script starts (registry/repo@sha256:...); the instance's
+            container must run exactly it.
         timeout_s: The bound.
     """
 
     region: str
     instance_id: pulumi.Input[str]
     port: int
-    expected: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    image: pulumi.Input[str]
     timeout_s: int = READY_TIMEOUT_S
 
 
@@ -351,17 +367,12 @@ class ReadinessGate(pulumi.dynamic.Resource):
     def __init__(
         self, name: str, args: ReadinessGateArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        unknown = set(args.expected) - set(IDENTITY_KEYS)
-        if unknown:
-            raise ValueError(
-                f"readiness gate: unknown identity keys {sorted(unknown)}; known: {IDENTITY_KEYS}"
-            )
         props = {
             "region": args.region,
             "instance_id": args.instance_id,
             "port": args.port,
             "timeout_s": args.timeout_s,
+            "image": args.image,
             "ready_body": None,
-            **{key: args.expected.get(key, "") for key in IDENTITY_KEYS},
         }
         super().__init__(ReadinessProvider(), name, props, opts)

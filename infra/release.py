@@ -5,7 +5,10 @@ and the deploy rehearsal all import this one module, so they cannot disagree on 
 
 The image is named by its CONTENT, not by the commit: a SHA-256 over the Dockerfile, the
 .dockerignore and every file the build context holds (the same allow-list `docker build` applies,
-read from .dockerignore, data in `.build-data/` included), plus the target platform. A commit that
+read from .dockerignore), plus the target platform. Build leftovers are not content: `.build-data/`
+is a copy `make docker` stages of the public California Housing cache (the same bytes the build
+would otherwise download), so whether a laptop ran `make docker` before `pulumi up` never changes
+the tag, the image or the server. A commit that
 changes none of those (docs, tests, infra, workflows) computes the same tag, finds the image in ECR
 and deploys the same digest: no build, no new boot script, no replaced server. The git revision is
 deliberately NOT hashed (it is a build argument, recorded as a label and served by `/ready`), so the
@@ -29,6 +32,8 @@ PLATFORM = "linux/amd64"
 TAG_PREFIX = "content-"
 # The files that are part of the build besides the context itself.
 BUILD_FILES = ("Dockerfile", ".dockerignore")
+# Folders the context may hold that are staging, not source: sent to `docker build`, never hashed.
+BUILD_LEFTOVERS = (".build-data/",)
 # OCI annotation keys (https://github.com/opencontainers/image-spec/blob/main/annotations.md):
 # `revision` is the source commit, `version` the packaged software's version, here the model's.
 REVISION_LABEL = "org.opencontainers.image.revision"
@@ -119,7 +124,7 @@ def context_files(root: Path) -> list[str]:
 
 def _hashed_files(root: Path) -> Iterator[str]:
     yield from BUILD_FILES
-    yield from (f for f in context_files(root) if f not in BUILD_FILES)
+    yield from (f for f in context_files(root) if f not in BUILD_FILES and not f.startswith(BUILD_LEFTOVERS))
 
 
 def content_tag(root: Path) -> str:

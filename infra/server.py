@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 
 import pulumi
@@ -24,6 +23,11 @@ METADATA_OPTIONS = {
     "http_tokens": "required",
     "http_put_response_hop_limit": 1,
 }
+
+
+# The instance's properties whose in-place update would stop it, or change it under the running app:
+# a change of one is a new server through the gate (docs/deploy.md, change-impact table).
+REPLACE_ON_CHANGES = ("instanceType", "rootBlockDevice")
 
 
 def amazon_linux_ami(pinned: str) -> pulumi.Input[str]:
@@ -50,8 +54,8 @@ class ServerArgs:
         region: The region, for the recovery alarm's action ARN and the readiness gate's AWS calls.
         tags: Tags for every taggable resource.
         host_port: The port the boot script publishes the app on (the gate asks it on loopback).
-        expected_build: /ready's identity keys (model_version, revision) and the values the build
-            being deployed reports; the address moves only to a server that reports them.
+        image: The digest reference the boot script starts; the address moves only to a server
+            whose container runs exactly it and whose /ready answers 200.
         alarm_topic_arn: The SNS topic the recovery alarm also tells (infra/monitoring.py), so an
             operator hears that the host failed; empty: it only acts.
         ready_timeout_s: How long a replacement may take to become ready before `up` fails.
@@ -67,8 +71,8 @@ class ServerArgs:
     root_volume_gb: int
     region: str
     tags: dict[str, str]
+    image: pulumi.Input[str]
     host_port: int = 80
-    expected_build: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     alarm_topic_arn: pulumi.Input[str] = ""
     ready_timeout_s: int = READY_TIMEOUT_S
 
@@ -115,7 +119,18 @@ class Server(pulumi.ComponentResource):
             tags=tags("instance"),
             # With "latest" AMI, a new Amazon Linux release must not replace the server on an
             # unrelated `up`; rolling it is a deliberate act (see docs/deploy.md, "Rolling the AMI").
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=[] if args.ami_pinned else ["ami"]),
+            # The provider applies a new instance type in place by stopping and starting the instance
+            # ("Updates to this field will trigger a stop/start of the EC2 instance", pulumi_aws
+            # ec2/instance.py, instance_type), minutes without service and no gate; a root volume
+            # change is a live ModifyVolume that the running file system never sees. Both replace the
+            # server instead, through the readiness gate like a new image ("Changes to any of these
+            # property paths will force a replacement", pulumi/resource.py, replace_on_changes), and
+            # create-before-delete, the default, keeps the old one serving until the address moves.
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                ignore_changes=[] if args.ami_pinned else ["ami"],
+                replace_on_changes=list(REPLACE_ON_CHANGES),
+            ),
         )
         # The address lives apart from the instance, so a replaced instance keeps it: only the
         # association names the instance, and it is replaced to point at the new one.
@@ -134,7 +149,7 @@ class Server(pulumi.ComponentResource):
                 region=args.region,
                 instance_id=self.instance.id,
                 port=args.host_port,
-                expected=args.expected_build,
+                image=args.image,
                 timeout_s=args.ready_timeout_s,
             ),
             opts=child,

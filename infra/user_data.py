@@ -14,6 +14,8 @@ from pathlib import Path
 
 TEMPLATE = Path(__file__).with_name("user_data.sh")
 CONTAINER_PORT = 8080  # the image's contract: the app listens here (env PORT)
+# The app's container; the readiness gate asks Docker which image it runs (infra/readiness.py).
+CONTAINER_NAME = "cali-housing"
 _PLACEHOLDER = re.compile(r"@@([A-Z_]+)@@")
 _DIGEST_REF = re.compile(r"^(?P<registry>[^/@\s]+)/[^@\s]+@sha256:[0-9a-f]{64}$")
 
@@ -28,7 +30,7 @@ def render_user_data(
     ecr_login: bool = True,
     log_driver: str = "awslogs",
     log_options: Mapping[str, str] | None = None,
-    container_name: str = "cali-housing",
+    container_name: str = CONTAINER_NAME,
 ) -> str:
     """Fill in the boot script template.
 

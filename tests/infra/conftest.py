@@ -28,6 +28,7 @@ import yaml
 from google.protobuf import json_format
 from pulumi.runtime.mocks import MockMonitor
 
+from infra.registry import MissingRepositoryError
 from testkit.ports import free_port
 from testkit.processes import stop
 
@@ -119,6 +120,8 @@ class Registered:
     ignore_changes: list[str]
     delete_before_replace: bool
     custom: bool
+    replace_on_changes: list[str] = field(default_factory=list)
+    property_dependencies: dict[str, list[str]] = field(default_factory=dict)  # input -> URNs it reads
     dependencies: list[str] = field(default_factory=list)  # URNs named by depends_on or by inputs
 
 
@@ -131,6 +134,7 @@ class Deployment:
     exports: dict[str, Any] = field(default_factory=dict)
     config_reads: set[str] = field(default_factory=set)
     lookups: list[tuple[str, str, str]] = field(default_factory=list)  # find_image(repository, tag, region)
+    required_repositories: list[str] = field(default_factory=list)  # require_repositories(names, ...)
 
     def of_type(self, typ: str) -> list[Registered]:
         """Every resource of one Pulumi type token."""
@@ -172,6 +176,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
         elif typ == BUILD_TYPE:
             # what the provider reports after a push: the manifest digest and tag@digest
             outputs |= {"digest": DIGEST, "ref": f"{args.inputs['tags'][0]}@{DIGEST}"}
+        elif typ == "aws:cloudwatch/metricAlarm:MetricAlarm":
+            outputs |= {"name": args.inputs.get("name") or f"{name}-a1b2c3d", "arn": arn}  # auto-named
         elif typ == "aws:cloudwatch/logGroup:LogGroup":
             outputs |= {"name": name, "arn": f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{name}"}
         elif typ == "aws:ec2/eip:Eip":
@@ -282,6 +288,10 @@ class RecordingMonitor(MockMonitor):
                     ignore_changes=list(request.ignoreChanges),
                     delete_before_replace=bool(request.deleteBeforeReplace),
                     custom=bool(request.custom),
+                    replace_on_changes=list(request.replaceOnChanges),
+                    property_dependencies={
+                        key: list(deps.urns) for key, deps in request.propertyDependencies.items()
+                    },
                     dependencies=list(request.dependencies),
                 )
             )
@@ -296,6 +306,7 @@ def run_program(
     deployment: Deployment | None = None,
     *,
     ecr_images: dict[tuple[str, str], str] | None = None,
+    ecr_repositories: set[str] | None = None,
 ) -> Deployment:
     """Run `__main__.py` under Pulumi's mocks with `config`, wait for every output, and return what it did.
 
@@ -304,6 +315,8 @@ def run_program(
         deployment: Where to record; pass one to inspect a run that raised.
         ecr_images: What ECR holds, {(repository, tag): digest}, as `infra.registry.find_image`
             answers it (that function itself is proven against moto in test_image.py). Default: nothing.
+        ecr_repositories: The repositories the account holds, as `infra.registry.require_repositories`
+            answers it (proven against moto in test_registry.py). Default: every one asked for.
 
     Raises:
         Whatever the program raises (e.g. infra.config.StackConfigError).
@@ -318,10 +331,17 @@ def run_program(
     real_get_config = pulumi.config.get_config
     images = dict(ecr_images or {})
     deployment.lookups = []
+    deployment.required_repositories = []
 
-    def find_image(repository: str, tag: str, region: str) -> str | None:
+    def find_image(repository: str, tag: str, region: str, stack: str) -> str | None:
         deployment.lookups.append((repository, tag, region))
         return images.get((repository, tag))
+
+    def require_repositories(names: list[str], stack: str, region: str) -> None:
+        deployment.required_repositories.extend(names)
+        missing = [n for n in names if ecr_repositories is not None and n not in ecr_repositories]
+        if missing:
+            raise MissingRepositoryError(missing, stack, region)
 
     def recording_get_config(key: str) -> Any:
         deployment.config_reads.add(key)
@@ -333,6 +353,7 @@ def run_program(
             mock.patch.object(pulumi, "export", exported.__setitem__),
             mock.patch.object(pulumi.config, "get_config", recording_get_config),
             mock.patch("infra.registry.find_image", find_image),
+            mock.patch("infra.registry.require_repositories", require_repositories),
         ):
             runpy.run_path(str(MAIN), run_name="__main__")
         return pulumi.Output.all(**exported).apply(deployment.exports.update)

@@ -478,3 +478,15 @@ def test_invalid_fleet_config_fails_before_any_resource_naming_the_key(
     assert f"{PROJECT}:{key}" in str(raised.value)
     assert says in str(raised.value)
     assert deployment.resources == [], "resources were registered before the config was checked"
+
+
+def test_the_instance_refresh_names_the_5xx_and_latency_alarms_and_rolls_back(fleet: Deployment) -> None:
+    preferences = fleet.one(ASG).inputs["instanceRefresh"]["preferences"]
+    assert preferences["autoRollback"] is True
+    alarms = {a.name: a for a in fleet.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
+    # the mocks name an auto-named alarm <logical>-a1b2c3d, as AWS would with a random suffix
+    assert preferences["alarmSpecification"]["alarms"] == ["cali-errors-a1b2c3d", "cali-latency-a1b2c3d"]
+    assert "Errors5xx" in json.dumps(alarms["cali-errors"].inputs["metricQueries"])
+    assert alarms["cali-latency"].inputs["metricName"] == "LatencyP99"
+    # drift is a slow signal about the data, not the build: it must not undo a rollout
+    assert not any("drift" in name for name in preferences["alarmSpecification"]["alarms"])

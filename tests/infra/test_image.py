@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -121,14 +122,47 @@ def test_a_change_the_image_copies_changes_the_tag(tmp_path: Path) -> None:
     assert release.content_tag(checkout) == before
 
 
-def test_the_staged_dataset_is_part_of_the_content(tmp_path: Path) -> None:
+def test_the_staged_dataset_never_enters_the_tag(tmp_path: Path) -> None:
+    # `make docker` stages the dataset in .build-data/ (the build context sends it); a laptop `up`
+    # after it must find the image CI pushed, not build a second one and replace the server.
     checkout = copy_checkout(tmp_path / "repo")
-    empty = release.content_tag(checkout)
+    git(checkout, "init", "-q")
+    before = release.content_tag(checkout)
     staged = checkout / ".build-data" / "scikit_learn_data"
     staged.mkdir(parents=True)
-    assert release.content_tag(checkout) == empty, "an empty staging folder sends no file"
     (staged / "cal_housing_py3.pkz").write_bytes(b"data")
-    assert release.content_tag(checkout) != empty
+    assert ".build-data/scikit_learn_data/cal_housing_py3.pkz" in release.context_files(checkout)
+    assert release.content_tag(checkout) == before
+
+
+def test_make_docker_leaves_no_build_data_behind(tmp_path: Path) -> None:
+    checkout = copy_checkout(tmp_path / "repo")
+    git(checkout, "init", "-q")
+    before = release.content_tag(checkout)
+    data = tmp_path / "sklearn"
+    data.mkdir()
+    (data / "cal_housing_py3.pkz").write_bytes(b"data")
+    # A stand-in docker: the build must see the staged data; `run` answers the model version.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(
+        "#!/bin/bash\n"
+        'if [[ "$1" == build ]]; then test -f .build-data/scikit_learn_data/cal_housing_py3.pkz; exit; fi\n'
+        'if [[ "$1" == run ]]; then echo 0123abcd; fi\n'
+    )
+    (bin_dir / "docker").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    done = subprocess.run(
+        ["make", "docker", f"SKLEARN_DATA={data}", "IMAGE=i21-infra-test"],
+        cwd=checkout,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert not (checkout / ".build-data").exists()
+    assert release.content_tag(checkout) == before
 
 
 def test_bytecode_and_what_dockerignore_leaves_out_do_not_count(tmp_path: Path) -> None:
@@ -254,9 +288,11 @@ def test_find_image_returns_the_pushed_digest_and_none_when_absent(
 ) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL", aws_stand_in.url)
     ecr = boto3.client("ecr", region_name=REGION)
-    assert registry.find_image(REPO, checkout_tag(), REGION) is None, "no repository yet (a first deploy)"
+    # No repository is not "no image": the setup has not run, and the error says which command to run.
+    with pytest.raises(registry.MissingRepositoryError, match="--stacks prod"):
+        registry.find_image(REPO, checkout_tag(), REGION, "prod")
     ecr.create_repository(repositoryName=REPO, imageTagMutability="IMMUTABLE")
-    assert registry.find_image(REPO, checkout_tag(), REGION) is None, "a repository without the tag"
+    assert registry.find_image(REPO, checkout_tag(), REGION, "prod") is None, "a repository without the tag"
     manifest = json.dumps(
         {
             "schemaVersion": 2,
@@ -272,8 +308,8 @@ def test_find_image_returns_the_pushed_digest_and_none_when_absent(
     pushed = ecr.put_image(repositoryName=REPO, imageManifest=manifest, imageTag=checkout_tag())["image"][
         "imageId"
     ]
-    assert registry.find_image(REPO, checkout_tag(), REGION) == pushed["imageDigest"]
-    assert registry.find_image(REPO, "content-other", REGION) is None
+    assert registry.find_image(REPO, checkout_tag(), REGION, "prod") == pushed["imageDigest"]
+    assert registry.find_image(REPO, "content-other", REGION, "prod") is None
 
 
 def test_find_image_fails_loudly_when_ecr_refuses(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -285,7 +321,7 @@ def test_find_image_fails_loudly_when_ecr_refuses(monkeypatch: pytest.MonkeyPatc
     )
     monkeypatch.setattr(registry.boto3, "client", lambda *_a, **_k: client)
     with stubber, pytest.raises(botocore.exceptions.ClientError, match="AccessDenied"):
-        registry.find_image(REPO, checkout_tag(), REGION)
+        registry.find_image(REPO, checkout_tag(), REGION, "prod")
 
 
 # --- helpers --------------------------------------------------------------------------------------

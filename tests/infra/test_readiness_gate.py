@@ -10,10 +10,12 @@ does not run it, so what it proves is the request path; only AWS proves the agen
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -162,11 +164,52 @@ def test_odd_answers_are_not_ready_and_say_why(probe: Probe, says: str) -> None:
 # --- the command SSM runs on the instance, run here by bash against the same real server -----------
 
 
-def run_probe_script(port: int) -> str:
+def run_probe_script(port: int, env: dict[str, str] | None = None) -> str:
     done = subprocess.run(
-        ["bash", "-c", readiness.probe_command(port)], capture_output=True, text=True, timeout=30, check=True
+        ["bash", "-c", readiness.probe_command(port)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+        env=env,
     )
     return done.stdout
+
+
+DEPLOYED = "123456789012.dkr.ecr.us-east-1.amazonaws.com/cali-housing-prod@sha256:" + "5e" * 32
+
+
+def docker_stand_in(tmp_path: Path, image: str) -> dict[str, str]:
+    """PATH with a `docker` whose `inspect` of the app's container prints `image` (what Docker answers
+    for a container started by digest: `.Config.Image` is the reference it was run with)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "docker"
+    script.write_text(
+        "#!/bin/bash\n"
+        f'[[ "$1 ${{@: -1}}" == "inspect {readiness.CONTAINER_NAME}" ]] || exit 1\n'
+        f"echo '{image}'\n"
+    )
+    script.chmod(0o755)
+    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+
+def test_the_instance_side_command_reports_the_containers_image_and_the_gate_checks_it(
+    server: ReadyServer, tmp_path: Path
+) -> None:
+    server.serve(200, status="ready", **BUILD)
+    probe = parse_probe_output(run_probe_script(server.port, docker_stand_in(tmp_path, DEPLOYED)))
+    assert probe.image == DEPLOYED
+    assert json.loads(probe.body)["status"] == "ready"
+    assert judge(probe, Expected(image=DEPLOYED)) is None
+
+
+def test_a_ready_server_running_another_digest_is_not_ready(server: ReadyServer, tmp_path: Path) -> None:
+    server.serve(200, status="ready", **BUILD)
+    other = DEPLOYED.replace("5e" * 32, "77" * 32)
+    probe = parse_probe_output(run_probe_script(server.port, docker_stand_in(tmp_path, other)))
+    assert "another build is serving" in judge(probe, Expected(image=DEPLOYED))
+    assert "no image" in judge(Probe(200, "{}"), Expected(image=DEPLOYED)), "no container at all"
 
 
 def test_the_instance_side_command_reads_ready_and_the_gate_passes_on_it(server: ReadyServer) -> None:

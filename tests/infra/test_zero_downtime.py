@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 
-from infra.config import StackConfigError, git_revision
 from infra.readiness import READY_TIMEOUT_S, ReadinessProvider
+from infra.release import content_tag, repository_name
 from service.config import ConfigError, ServiceSettings
 from service.timeouts import LOAD_BALANCER_IDLE_TIMEOUT_S
-from tests.infra.conftest import ACCOUNT, ROOT, Deployment, cli_config, run_program
+from tests.infra.conftest import ACCOUNT, ROOT, Deployment, cli_config, project_file, run_program
 
 INSTANCE = "aws:ec2/instance:Instance"
 GATE = "pulumi-python:dynamic:Resource"
@@ -27,6 +28,7 @@ LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 FLOW_LOG = "aws:ec2/flowLog:FlowLog"
 BALANCER = "aws:lb/loadBalancer:LoadBalancer"
 BUCKET = "aws:s3/bucket:Bucket"
+REPO = repository_name("prod")
 
 
 # --- single mode: the address moves only through the gate -----------------------------------------
@@ -209,32 +211,27 @@ def test_access_logs_can_be_turned_off() -> None:
     assert [b.name for b in deployment.of_type(BUCKET)] == ["cali-state-bucket"]
 
 
-# --- which build the gate waits for (the identity a build carries, issue 13) -------------------
-
-MODEL_VERSION = "abcdef0123456789"
-REVISION = "0123456789abcdef0123456789abcdef01234567"
+# --- which build the gate waits for: the digest this run deploys --------------------------------
 
 
-def test_the_gate_waits_for_the_build_ci_read_off_the_tested_image() -> None:
-    run = run_program(cli_config(expectModelVersion=MODEL_VERSION, expectRevision=REVISION))
-    gate = run.one(GATE)
-    assert (gate.inputs["model_version"], gate.inputs["revision"]) == (MODEL_VERSION, REVISION)
+def test_the_gate_waits_for_the_very_digest_the_boot_script_starts() -> None:
+    pushed = "sha256:" + "5e" * 32
+    run = run_program(cli_config(imageTag=""), ecr_images={(REPO, content_tag(ROOT)): pushed})
+    gate, instance = run.one(GATE), run.one(INSTANCE)
+    assert gate.inputs["image"].endswith(f"/{REPO}@{pushed}")
+    started = re.search(r"^IMAGE=(\S+)", instance.inputs["userData"], re.MULTILINE)
+    assert started is not None
+    assert started[1] == gate.inputs["image"]
 
 
-def test_an_image_the_program_builds_must_answer_with_this_checkouts_revision(prod: Deployment) -> None:
-    gate = prod.one(GATE)
-    assert gate.inputs["revision"] == git_revision(ROOT)
-    assert gate.inputs["model_version"] == ""  # known only once the build has trained it
+def test_a_rollback_is_gated_on_the_rolled_back_digest() -> None:
+    earlier = "sha256:" + "cd" * 32
+    gate = run_program(cli_config(imageDigest=earlier)).one(GATE)
+    assert gate.inputs["image"].endswith(f"@{earlier}")
 
 
-def test_a_rollback_without_expectations_is_gated_on_readiness_alone() -> None:
-    # the image of an earlier build carries the commit that first built it, which this checkout
-    # cannot know: the gate then waits for /ready alone (the smoke test checks the identity)
-    gate = run_program(cli_config(imageDigest="sha256:" + "cd" * 32)).one(GATE)
-    assert (gate.inputs["model_version"], gate.inputs["revision"]) == ("", "")
-
-
-@pytest.mark.parametrize(("key", "value"), [("expectModelVersion", "NOT-HEX"), ("expectRevision", "main")])
-def test_a_malformed_expected_identity_is_refused_naming_its_key(key: str, value: str) -> None:
-    with pytest.raises(StackConfigError, match=key):
-        run_program(cli_config(**{key: value}))
+@pytest.mark.parametrize("key", ["expectModelVersion", "expectRevision"])
+def test_the_runner_only_expectations_are_gone(key: str) -> None:
+    # They existed only on the deploy runner's copy of the stack file, so every other preview saw
+    # other gate inputs; the digest replaces them, derived the same way by every run.
+    assert key not in project_file()["config"]
