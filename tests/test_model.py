@@ -82,7 +82,7 @@ def test_training_reads_the_test_split_only_after_every_fit_and_repeats_bit_for_
         events.append(f"fit {len(X)}")
         return real_fit(X, y, **kwargs)
 
-    def cross_validate(X, y):
+    def cross_validate(X, y, **_):
         events.append(f"cv {len(X)}")
         return {
             name: {key: evaluate.CVResult((0.5, 0.6)) for key in ("cv_rmse", "spatial_cv_rmse")}
@@ -92,7 +92,9 @@ def test_training_reads_the_test_split_only_after_every_fit_and_repeats_bit_for_
     monkeypatch.setattr(data, "split", lambda dataset: Watched(real_split(dataset)))
     monkeypatch.setattr(pipeline, "fit_model", fit)
     monkeypatch.setattr(train_module, "cross_validate", cross_validate)
-    meta = train(tmp_path, max_test_rmse=evaluate.DEFAULT_MAX_TEST_RMSE)
+    # one worker: the fits run in this process, where the watchers are (the session's model was
+    # fitted in worker processes, so the byte comparison below also pins parallel = serial)
+    meta = train(tmp_path, max_test_rmse=evaluate.DEFAULT_MAX_TEST_RMSE, workers=1)
     n_train = meta["evaluation"]["training_rows"]
     assert n_train == 16512
     assert events[:2] == [f"cv {n_train}", f"fit {n_train}"]
