@@ -57,7 +57,7 @@ class Progress:
         self._last_line = self._started
         self._current: str | None = None
         self._stage_started = self._started
-        self._status = ""
+        self._count: tuple[int, int, str] | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -88,7 +88,7 @@ class Progress:
         if name not in self._stages:
             raise ValueError(f"unknown stage {name!r}; the run's stages are {self._stages}")
         self.end()
-        self._current, self._stage_started, self._status = name, self._clock(), ""
+        self._current, self._stage_started, self._count = name, self._clock(), None
         self._write(
             f"{self._number(name)} {name}{f': {detail}' if detail else ''} (next: {self._next_of(name)})"
         )
@@ -105,18 +105,24 @@ class Progress:
 
     def advance(self, done: int, total: int, unit: str) -> None:
         """Draw the bar for a stage's counted steps, with the time left at the pace so far."""
-        elapsed = self._clock() - self._stage_started
+        self._count = (done, total, unit)
+        self._write(f"  {self._count_text(self._clock())}")
+
+    def _count_text(self, now: float) -> str:
+        if self._count is None:
+            return "working"
+        done, total, unit = self._count
+        elapsed = now - self._stage_started
         left = "" if done <= 0 or done >= total else f", ~{_seconds(elapsed / done * (total - done))} left"
-        self._status = f"{bar(done, total)} {done}/{total} {unit}{left}"
-        self._write(f"  {self._status}")
+        return f"{bar(done, total)} {done}/{total} {unit}{left}"
 
     def beat(self) -> bool:
         """Repeat where the run is when nothing was printed for heartbeat_s; returns whether it did."""
         now = self._clock()
         if self._current is None or now - self._last_line < self._heartbeat_s:
             return False
-        status = self._status or "working"
-        self._write(f"  {self._current}: {status}, {_seconds(now - self._stage_started)} into the stage")
+        into = _seconds(now - self._stage_started)
+        self._write(f"  {self._current}: {self._count_text(now)}, {into} into the stage")
         return True
 
     def start(self) -> None:

@@ -1,4 +1,4 @@
-"""Training's fits spread over the cores (model/parallel.py, model/crossval.py): the same figures as one by one."""
+"""Training's fits spread over the cores (model/parallel.py, model/crossval.py): a serial run's figures."""
 
 from __future__ import annotations
 
