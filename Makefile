@@ -10,6 +10,8 @@ MODEL_DIR ?= artifacts
 HOST ?= 127.0.0.1
 PORT ?= 8080
 export MODEL_DIR HOST PORT
+# The checkout's commit: /ready's `revision` under `make run`, and the image's label; "unknown" outside git.
+REVISION = $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 
 # Offline machines: use the scikit-learn cache beside the checkout when there is one (as in CI);
 # elsewhere scikit-learn downloads the dataset itself the first time.
@@ -66,7 +68,7 @@ run: $(TRAIN_STAMP) $(MODEL_DIR)/metadata.json ## train if needed, then serve on
 	@echo "Serving on http://$(HOST):$(PORT)  (Ctrl-C stops it). Try:"
 	@echo "  curl -s http://$(HOST):$(PORT)/predict -H 'Content-Type: application/json' \\"
 	@echo "    -d '{\"MedInc\": 8.3252, \"HouseAge\": 41, \"AveRooms\": 6.98, \"AveBedrms\": 1.02, \"Population\": 322, \"AveOccup\": 2.56, \"Latitude\": 37.88, \"Longitude\": -122.23}'"
-	GIT_REVISION="$${GIT_REVISION:-$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}" \
+	GIT_REVISION="$${GIT_REVISION:-$(REVISION)}" \
 	  exec $(BIN)/gunicorn -c python:service.gunicorn_conf 'service:create_app()'
 
 lint: $(DEV_STAMP) ## ruff, shellcheck, hadolint, actionlint
@@ -95,7 +97,7 @@ docker: ## build the image (trains inside); tags $(IMAGE):<model version> and $(
 	if compgen -G '$(SKLEARN_DATA)/cal_housing*' >/dev/null; then \
 	  cp '$(SKLEARN_DATA)'/cal_housing* .build-data/scikit_learn_data/; \
 	else echo "no California Housing cache in $(SKLEARN_DATA): the build will download it"; fi
-	nice docker build --build-arg GIT_REVISION="$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+	nice docker build --build-arg GIT_REVISION="$(REVISION)" \
 	  --tag $(IMAGE):latest .
 	version="$$(docker run --rm --entrypoint python $(IMAGE):latest -c \
 	  'import json; print(json.load(open("/opt/model/metadata.json"))["model_version"])')"; \

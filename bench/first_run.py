@@ -48,13 +48,16 @@ def _ready(url: str) -> dict[str, Any] | None:
         return None
 
 
-def first_run(cache: str, venv: Path, save_evaluation: Path | None = None) -> dict[str, Any]:
+def first_run(
+    cache: str, venv: Path, save_evaluation: Path | None = None, keep_metadata: Path | None = None
+) -> dict[str, Any]:
     """Clone HEAD, run `make run` from an empty artifacts folder, and time it to /ready.
 
     Args:
         cache: "shipped" (the committed saved evaluation) or "none" (every CV fit runs).
         venv: The virtualenv make runs (never installed into).
         save_evaluation: Where the training saves its CV figures (how `make report` would), or None.
+        keep_metadata: Where to copy the trained metadata.json (to compare figures), or None.
     """
     with tempfile.TemporaryDirectory(prefix="first-run-") as tmp:
         clone = Path(tmp) / "clone"
@@ -91,7 +94,10 @@ def first_run(cache: str, venv: Path, save_evaluation: Path | None = None) -> di
             finally:
                 os.killpg(server.pid, signal.SIGTERM)  # make, gunicorn and its workers: our own group
                 server.wait(timeout=60)
-        meta = json.loads((clone / "artifacts" / "metadata.json").read_text())
+        meta_text = (clone / "artifacts" / "metadata.json").read_text()
+        if keep_metadata is not None:
+            keep_metadata.write_text(meta_text)
+        meta = json.loads(meta_text)
         lines = log.read_text().splitlines()
     fingerprint = (meta.get("evaluation") or {}).get("fingerprint") or {}
     return {
@@ -127,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     save = None if args.save_evaluation is None else args.save_evaluation.absolute()
-    result = first_run(args.cache, args.venv.absolute(), save)
+    keep = None if args.keep_metadata is None else args.keep_metadata.absolute()
+    result = first_run(args.cache, args.venv.absolute(), save, keep)
     key = "first_run" if args.cache == "shipped" else "first_run_without_saved_evaluation"
     update_results(key, result)
     print(json.dumps({k: v for k, v in result.items() if k != "training_lines"}, indent=2))

@@ -98,6 +98,11 @@ def _digest(inputs: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+def _checksum(sha: str, models: dict[str, Any]) -> str:
+    # over the figures too: an edited score is caught, not served as a measured one
+    return _digest({"fingerprint": sha, "models": models})
+
+
 def fingerprint(X_train: np.ndarray, y_train: np.ndarray) -> Fingerprint:
     """Hash the training rows, the CV code, the parameters and the library versions."""
     inputs = {
@@ -132,20 +137,20 @@ def differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = ""
 
 def save(path: Path, stamp: Fingerprint, cv: dict[str, dict[str, evaluate.CVResult]]) -> None:
     """Write the evaluation's fold scores with the fingerprint of what produced them."""
+    models = {name: {key: list(result.folds) for key, result in sets.items()} for name, sets in cv.items()}
     document = {
         "format": CACHE_FORMAT,
         "fingerprint": stamp.sha256,
+        "checksum": _checksum(stamp.sha256, models),
         "inputs": stamp.inputs,
-        "models": {
-            name: {key: list(result.folds) for key, result in sets.items()} for name, sets in cv.items()
-        },
+        "models": models,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
 
 
 def read(path: Path) -> dict[str, Any]:
-    """A saved evaluation, checked to be whole and untouched (its inputs hash to its fingerprint).
+    """A saved evaluation, checked to be whole and untouched (its inputs and figures match its checksums).
 
     Raises:
         CacheError: Unreadable, another format, or altered after it was written.
@@ -158,8 +163,8 @@ def read(path: Path) -> dict[str, Any]:
         raise CacheError(f"{path} is not a saved evaluation ({exc.__class__.__name__}: {exc})") from None
     if document.get("format") != CACHE_FORMAT:
         raise CacheError(f"{path} has format {document.get('format')!r}, this code reads {CACHE_FORMAT}")
-    if _digest(inputs) != sha:
-        raise CacheError(f"{path}: its inputs do not hash to its fingerprint (edited by hand?)")
+    if _digest(inputs) != sha or document.get("checksum") != _checksum(sha, models):
+        raise CacheError(f"{path} was altered after it was saved (its checksums do not match)")
     return {"fingerprint": sha, "inputs": inputs, "models": models}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import subprocess
@@ -16,6 +17,7 @@ from model import data, evaluate, features, pipeline
 from model import train as train_module
 from model.artifact import METADATA_FILE, REPORT_DIR, ArtifactError, verify_artifact
 from model.features import FeatureTransformer
+from model.progress import Progress
 from model.runtime import CompiledModel
 from model.schema import FEATURE_NAMES, FEATURES, example_record, schema_fingerprint
 from model.train import AUDIT_FILE, main, train
@@ -94,7 +96,17 @@ def test_training_reads_the_test_split_only_after_every_fit_and_repeats_bit_for_
     monkeypatch.setattr(train_module, "cross_validate", cross_validate)
     # one worker: the fits run in this process, where the watchers are (the session's model was
     # fitted in worker processes, so the byte comparison below also pins parallel = serial)
-    meta = train(tmp_path, max_test_rmse=evaluate.DEFAULT_MAX_TEST_RMSE, workers=1)
+    lines = io.StringIO()
+    progress = Progress(train_module.STAGES, stream=lines)
+    meta = train(tmp_path, max_test_rmse=evaluate.DEFAULT_MAX_TEST_RMSE, workers=1, progress=progress)
+    # every stage announced, with what comes next, then closed with its time, in the declared order
+    text, total = lines.getvalue().splitlines(), len(train_module.STAGES)
+    opened = [next(i for i, ln in enumerate(text) if f"] {n}/{total} {name}" in ln and "(next: " in ln)
+              for n, name in enumerate(train_module.STAGES, start=1)]  # fmt: skip
+    closed = [next(i for i, ln in enumerate(text) if f"] {n}/{total} {name} done in " in ln)
+              for n, name in enumerate(train_module.STAGES, start=1)]  # fmt: skip
+    assert opened == sorted(opened)
+    assert all(o < c for o, c in zip(opened, closed, strict=True))
     n_train = meta["evaluation"]["training_rows"]
     assert n_train == 16512
     assert events[:2] == [f"cv {n_train}", f"fit {n_train}"]
