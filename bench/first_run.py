@@ -131,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--save-evaluation", type=Path, metavar="FILE", help="keep the run's CV figures in FILE"
     )
+    parser.add_argument(
+        "--keep-metadata", type=Path, metavar="FILE", help="copy the run's metadata.json to FILE"
+    )
     args = parser.parse_args(argv)
     save = None if args.save_evaluation is None else args.save_evaluation.absolute()
     keep = None if args.keep_metadata is None else args.keep_metadata.absolute()
