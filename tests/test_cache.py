@@ -108,6 +108,9 @@ def test_training_records_where_its_cv_figures_came_from(tmp_path, monkeypatch):
     reused, again = train_module._evaluation_figures(ROWS, TARGET, reuse=path, workers=1, progress=progress)
     assert calls == [len(ROWS)]  # not computed a second time
     assert reused == computed
+    # in the run's order, not the file's (sorted) one: metadata and the report list the served model first
+    assert list(reused) == list(crossval.MODELS)
+    assert all(list(sets) == list(crossval.FOLD_SETS) for sets in reused.values())
     assert again["figures_from"] == f"reused from {path} (fingerprint matched)"
     assert again["inputs"] == stamp["inputs"]
 
