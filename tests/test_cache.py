@@ -132,3 +132,18 @@ def test_the_committed_evaluation_matches_this_checkout():
     reused, reason = cache.lookup(cache.SHIPPED, current)
     assert reused is not None, f"{reason}: run `make report` and commit docs/report/"
     assert set(reused) == set(crossval.MODELS) == {crossval.SERVED_NAME, pipeline.PLAIN_LGBM_NAME}
+
+
+def test_verify_refits_and_names_every_fold_score_that_differs(tmp_path, monkeypatch):
+    import model.crossval
+
+    path = tmp_path / "evaluation.json"
+    cache.save(path, cache.fingerprint(ROWS, TARGET), figures(0.5))
+    monkeypatch.setattr(model.crossval, "cross_validate", lambda X, y, **_: figures(0.5))
+    assert cache.verify(path, ROWS, TARGET, workers=1) == []
+    changed = figures(0.5)
+    changed[crossval.SERVED_NAME]["cv_rmse"] = evaluate.CVResult((0.5, 0.6, 0.71))
+    monkeypatch.setattr(model.crossval, "cross_validate", lambda X, y, **_: changed)
+    assert cache.verify(path, ROWS, TARGET, workers=1) == [
+        f"{crossval.SERVED_NAME} cv_rmse: saved [0.5, 0.6, 0.7], computed [0.5, 0.6, 0.71]"
+    ]
