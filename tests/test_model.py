@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 import subprocess
 import sys
 
@@ -209,9 +210,14 @@ def test_quality_gate_rejects_nan():
         evaluate.check_quality_gate(math.nan, 0.5)
 
 
+def not_progress(err: str) -> str:
+    """stderr without the progress lines (model/progress.py: each starts with `[  12.3 s]`)."""
+    return "".join(ln for ln in err.splitlines(keepends=True) if not re.match(r"\[ *\d+\.\d s\] ", ln))
+
+
 def test_train_cli_fails_the_gate_with_one_line_and_writes_nothing(tmp_path, capsys):
     code = main(["--out", str(tmp_path / "out"), "--max-test-rmse", "0.01", "--no-cv"])
-    err = capsys.readouterr().err
+    err = not_progress(capsys.readouterr().err)
     assert code == 1
     assert err.count("\n") == 1
     assert err.startswith("model.train: quality gate failed: test RMSE")
@@ -225,7 +231,7 @@ def test_train_cli_without_data_or_network_says_what_to_set(tmp_path, monkeypatc
 
     monkeypatch.setattr(data, "fetch_california_housing", offline)
     assert main(["--out", str(tmp_path / "out"), "--no-cv"]) == 2
-    err = capsys.readouterr().err
+    err = not_progress(capsys.readouterr().err)
     assert err.count("\n") == 1
     assert "SCIKIT_LEARN_DATA" in err
     assert not (tmp_path / "out").exists()
