@@ -165,7 +165,8 @@ def train(
             more fits: the served design and the plain LightGBM, 5 folds each).
         reuse_evaluation: A saved evaluation (model/cache.py) whose CV figures are taken instead
             of refitting when its fingerprint is this run's; None always computes them.
-        save_evaluation: Where to save this run's CV figures with their fingerprint; None: nowhere.
+        save_evaluation: Where to save this run's CV figures with their fingerprint once the artifact
+            is published; None: nowhere.
         workers: Fits running at once (model/parallel.py); None: TRAIN_WORKERS, else one per core.
         progress: Where the stage lines go; None prints nothing.
 
@@ -189,8 +190,6 @@ def train(
         cv, fingerprint = _evaluation_figures(
             X_train, y_train, reuse=reuse_evaluation, workers=workers, progress=progress
         )
-        if save_evaluation is not None:
-            cache.save(save_evaluation, cache.Fingerprint(fingerprint["sha256"], fingerprint["inputs"]), cv)
     else:
         progress.begin("cross-validation", "skipped (--no-cv)")
     progress.begin("fit the served model and the baselines", f"{1 + len(BASELINES)} fits")
@@ -269,6 +268,9 @@ def train(
             ),
         )
     progress.end()
+    # only a run that published: a failed gate leaves no saved figures behind for `make run` to take
+    if save_evaluation is not None and cv is not None:
+        cache.save(save_evaluation, cache.Fingerprint(fingerprint["sha256"], fingerprint["inputs"]), cv)
     return written
 
 
@@ -305,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
         help="save this run's CV figures with their fingerprint to FILE (`make report` does)",
     )
     args = parser.parse_args(argv)
+    if args.no_cv and args.save_evaluation is not None:
+        parser.error("--save-evaluation needs the CV that --no-cv skips")
     progress = Progress(STAGES)
     progress.start()
     # One thread per process, here as in the workers (model/parallel.py): OpenMP's spinning threads

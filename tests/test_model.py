@@ -14,7 +14,7 @@ import pytest
 from sklearn.dummy import DummyRegressor
 from sklearn.model_selection import KFold
 
-from model import data, evaluate, features, pipeline
+from model import cache, data, evaluate, features, pipeline
 from model import train as train_module
 from model.artifact import METADATA_FILE, REPORT_DIR, ArtifactError, verify_artifact
 from model.features import FeatureTransformer
@@ -99,7 +99,17 @@ def test_training_reads_the_test_split_only_after_every_fit_and_repeats_bit_for_
     # fitted in worker processes, so the byte comparison below also pins parallel = serial)
     lines = io.StringIO()
     progress = Progress(train_module.STAGES, stream=lines)
-    meta = train(tmp_path, max_test_rmse=evaluate.DEFAULT_MAX_TEST_RMSE, workers=1, progress=progress)
+    saved = tmp_path.parent / f"{tmp_path.name}.evaluation.json"
+    meta = train(
+        tmp_path,
+        max_test_rmse=evaluate.DEFAULT_MAX_TEST_RMSE,
+        workers=1,
+        progress=progress,
+        save_evaluation=saved,
+    )
+    # the published run's CV figures, saved with the fingerprint metadata records
+    assert cache.read(saved)["fingerprint"] == meta["evaluation"]["fingerprint"]["sha256"]
+    assert meta["evaluation"]["fingerprint"]["figures_from"] == "computed in this run"
     # every stage announced, with what comes next, then closed with its time, in the declared order
     text, total = lines.getvalue().splitlines(), len(train_module.STAGES)
     opened = [next(i for i, ln in enumerate(text) if f"] {n}/{total} {name}" in ln and "(next: " in ln)
@@ -215,14 +225,20 @@ def not_progress(err: str) -> str:
     return "".join(ln for ln in err.splitlines(keepends=True) if not re.match(r"\[ *\d+\.\d s\] ", ln))
 
 
-def test_train_cli_fails_the_gate_with_one_line_and_writes_nothing(tmp_path, capsys):
-    code = main(["--out", str(tmp_path / "out"), "--max-test-rmse", "0.01", "--no-cv"])
+def test_train_cli_fails_the_gate_with_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    stand_in = {
+        name: {key: evaluate.CVResult((0.5,)) for key in ("cv_rmse", "spatial_cv_rmse")}
+        for name in (train_module.SERVED_NAME, pipeline.PLAIN_LGBM_NAME)
+    }
+    monkeypatch.setattr(train_module, "cross_validate", lambda X, y, **_: stand_in)
+    saved = tmp_path / "evaluation.json"
+    code = main(["--out", str(tmp_path / "out"), "--max-test-rmse", "0.01", "--save-evaluation", str(saved)])
     err = not_progress(capsys.readouterr().err)
     assert code == 1
     assert err.count("\n") == 1
     assert err.startswith("model.train: quality gate failed: test RMSE")
     assert not (tmp_path / "out").exists()
-    assert list(tmp_path.iterdir()) == []  # no staging folder left behind either
+    assert list(tmp_path.iterdir()) == []  # no staging folder, and no saved CV figures, left behind
 
 
 def test_train_cli_without_data_or_network_says_what_to_set(tmp_path, monkeypatch, capsys):
