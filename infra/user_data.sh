@@ -76,7 +76,7 @@ start_container() {
         docker rm --force "${CONTAINER_NAME}"
     fi
     docker run --detach --name "${CONTAINER_NAME}" --restart unless-stopped \
-        --stop-timeout "${STOP_TIMEOUT}" --publish "${HOST_PORT}:${CONTAINER_PORT}" --env "PORT=${CONTAINER_PORT}" \
+        --stop-timeout "${STOP_TIMEOUT}" --publish "${HOST_PORT}:${CONTAINER_PORT}" --env "PORT=${CONTAINER_PORT}" --env EMF=1 \
         "$@" "${IMAGE}"
 }
 

@@ -131,11 +131,23 @@ def cross_validated_rmse(fit: Callable[[np.ndarray, np.ndarray], Any], X, y, fol
         folds: (fit rows, held-out rows) index pairs, from `random_folds` or `spatial_folds`.
     """
     X, y = np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    scores = []
-    for fit_rows, held_rows in folds:
-        model = fit(X[fit_rows], y[fit_rows])
-        scores.append(float(np.sqrt(mean_squared_error(y[held_rows], model.predict(X[held_rows])))))
-    return CVResult(tuple(scores))
+    return CVResult(tuple(fold_rmse(fit, X, y, fit_rows, held_rows) for fit_rows, held_rows in folds))
+
+
+def fold_rmse(
+    fit: Callable[[np.ndarray, np.ndarray], Any],
+    X: np.ndarray,
+    y: np.ndarray,
+    fit_rows: np.ndarray,
+    held_rows: np.ndarray,
+) -> float:
+    """One fold of `cross_validated_rmse`: refit on fit_rows, RMSE on held_rows.
+
+    A fold depends on nothing but its arguments, so model/crossval.py runs the folds in separate
+    processes and gets the very scores the loop above gets.
+    """
+    model = fit(X[fit_rows], y[fit_rows])
+    return float(np.sqrt(mean_squared_error(y[held_rows], model.predict(X[held_rows]))))
 
 
 def check_quality_gate(test_rmse: float, max_test_rmse: float) -> None:

@@ -18,15 +18,33 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import sklearn
+from threadpoolctl import threadpool_limits
 
-from model import artifact, data, evaluate, forest, pipeline, profile, report
+from model import artifact, cache, data, evaluate, forest, parallel, pipeline, profile, report
 from model.artifact import AUDIT_FILE
+from model.crossval import FOLD_SETS, SERVED_NAME, cross_validate, fit_count
+from model.crossval import MODELS as CV_MODELS
 from model.features import feature_names
+from model.progress import Progress, Silent
 from model.runtime import CompiledModel
 from model.schema import FEATURE_NAMES, schema_as_dict
 
 DEFAULT_MODEL_DIR = "artifacts"
-SERVED_NAME = "LightGBM + geo features"  # short: the report puts it in figure titles
+# The run's stages, in order, as the progress lines on stderr name them.
+STAGES = (
+    "load data",
+    "cross-validation",
+    "fit the served model and the baselines",
+    "score the test split",
+    "export and parity check",
+    "report and publish",
+)
+# The baselines fitted beside the served model on the training rows (each a fresh estimator).
+BASELINES = {
+    "LinearRegression": pipeline.build_linear_baseline,
+    "HistGradientBoosting (first model)": pipeline.build_previous_model,
+    pipeline.PLAIN_LGBM_NAME: pipeline.build_plain_lightgbm,
+}
 
 
 def library_versions() -> dict[str, str]:
@@ -48,33 +66,68 @@ def _served_predictions(predictor: CompiledModel, X: np.ndarray) -> tuple[np.nda
     return one_by_one, predictor.predict_batch(X)
 
 
-def cross_validate(X_train: np.ndarray, y_train: np.ndarray) -> dict[str, dict[str, Any]]:
-    """Random-split and spatial CV of the served design and the plain LightGBM, training rows only.
+def fit_fresh(build: Any, X: np.ndarray, y: np.ndarray) -> Any:
+    """A fresh estimator from build(), fitted on (X, y) (module level, so a worker process can run it)."""
+    return build().fit(X, y)
 
-    Both models are scored on the same folds. Every fold refits everything, so the served
-    design's neighbourhood prices come from that fold's training rows only.
+
+def _final_fits(
+    X_train: np.ndarray, y_train: np.ndarray, workers: int, progress: Progress
+) -> tuple[Any, dict]:
+    """The served model and every baseline, fitted on the training rows, spread over the workers."""
+    tasks: list[parallel.Task] = [(pipeline.fit_model, (X_train, y_train))]
+    tasks += [(fit_fresh, (build, X_train, y_train)) for build in BASELINES.values()]
+    fitted, *baselines = parallel.run_all(
+        tasks, workers, lambda done, total: progress.advance(done, total, "fits")
+    )
+    return fitted, dict(zip(BASELINES, baselines, strict=True))
+
+
+def _evaluation_figures(
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    *,
+    reuse: Path | None,
+    workers: int,
+    progress: Progress,
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """The CV results, reused from `reuse` when its fingerprint is this run's, else computed.
 
     Returns:
-        {model name: {"cv_rmse": CVResult, "spatial_cv_rmse": CVResult}}.
+        (the CV results, metadata's `evaluation.fingerprint`: the sha256, its inputs, and where the
+        figures came from).
     """
-    folds = {
-        "cv_rmse": evaluate.random_folds(len(X_train)),
-        "spatial_cv_rmse": evaluate.spatial_folds(X_train),
-    }
-    models = {
-        SERVED_NAME: pipeline.fit_cv_model,
-        pipeline.PLAIN_LGBM_NAME: lambda X, y: pipeline.build_plain_lightgbm().fit(X, y),
-    }
-    return {
-        name: {key: evaluate.cross_validated_rmse(fit, X_train, y_train, f) for key, f in folds.items()}
-        for name, fit in models.items()
-    }
+    stamp = cache.fingerprint(X_train, y_train)
+    cv, reason = cache.lookup(reuse, stamp) if reuse is not None else (None, "")
+    if cv is not None:
+        progress.begin("cross-validation", f"reused: {reason}")
+        source = f"reused from {reuse} (fingerprint matched)"
+        # the saved file's key order is not the run's: metadata and the report list models as computed
+        cv = {name: {key: cv[name][key] for key in FOLD_SETS} for name in CV_MODELS}
+    else:
+        detail = f"{fit_count()} fits over {workers} worker{'s' if workers > 1 else ''}"
+        progress.begin("cross-validation", f"{detail}{f'; not reused: {reason}' if reason else ''}")
+        cv = cross_validate(
+            X_train,
+            y_train,
+            workers=workers,
+            on_fold=lambda done, total: progress.advance(done, total, "fits"),
+        )
+        source = "computed in this run"
+    return cv, {"sha256": stamp.sha256, "figures_from": source, "inputs": stamp.inputs}
 
 
-def _evaluation(X_train: np.ndarray, cv: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
-    """metadata.json's `evaluation`: the protocol, and the CV figures of every model measured."""
+def _evaluation(
+    X_train: np.ndarray, cv: dict[str, dict[str, Any]] | None, fingerprint: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """metadata.json's `evaluation`: the protocol, and the CV figures of every model measured.
+
+    `fingerprint` (model/cache.py) says what the figures were computed from and whether this run
+    computed them or reused a saved evaluation with the same fingerprint; None without CV.
+    """
     return {
         **evaluate.PROTOCOL,
+        "fingerprint": fingerprint,
         "training_rows": len(X_train),
         "spatial_cells": len(np.unique(evaluate.spatial_cells(X_train))),
         "models": None
@@ -90,7 +143,16 @@ def _evaluation(X_train: np.ndarray, cv: dict[str, dict[str, Any]] | None) -> di
     }
 
 
-def train(out_dir: Path, max_test_rmse: float, *, with_cv: bool = True) -> dict[str, Any]:
+def train(
+    out_dir: Path,
+    max_test_rmse: float,
+    *,
+    with_cv: bool = True,
+    reuse_evaluation: Path | None = None,
+    save_evaluation: Path | None = None,
+    workers: int | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
     """Run the whole training stage and publish the artifact.
 
     The protocol (evaluate.PROTOCOL): every figure used to choose the model is a cross-validated
@@ -101,6 +163,12 @@ def train(out_dir: Path, max_test_rmse: float, *, with_cv: bool = True) -> dict[
         max_test_rmse: The quality gate's bound on holdout RMSE ($100k).
         with_cv: Whether to run the random-split and spatial CV on the training rows (twenty
             more fits: the served design and the plain LightGBM, 5 folds each).
+        reuse_evaluation: A saved evaluation (model/cache.py) whose CV figures are taken instead
+            of refitting when its fingerprint is this run's; None always computes them.
+        save_evaluation: Where to save this run's CV figures with their fingerprint once the artifact
+            is published; None: nowhere.
+        workers: Fits running at once (model/parallel.py); None: TRAIN_WORKERS, else one per core.
+        progress: Where the stage lines go; None prints nothing.
 
     Returns:
         The metadata that was written.
@@ -109,20 +177,26 @@ def train(out_dir: Path, max_test_rmse: float, *, with_cv: bool = True) -> dict[
         QualityGateError: The model misses the bound; nothing is written.
         ParityError: The exported model does not predict what LightGBM predicts; nothing is written.
     """
+    progress = progress or Silent(STAGES)
+    workers = parallel.worker_count() if workers is None else workers
+    progress.begin("load data")
     dataset = data.load_dataset()
     parts = data.split(dataset)
     X_train, y_train = parts.X_train.to_numpy(), parts.y_train.to_numpy()
 
     # Training rows only, before the test split is read at all.
-    cv = cross_validate(X_train, y_train) if with_cv else None
-    fitted = pipeline.fit_model(X_train, y_train)
-    baselines = {
-        "LinearRegression": pipeline.build_linear_baseline().fit(X_train, y_train),
-        "HistGradientBoosting (first model)": pipeline.build_previous_model().fit(X_train, y_train),
-        pipeline.PLAIN_LGBM_NAME: pipeline.build_plain_lightgbm().fit(X_train, y_train),
-    }
+    cv, fingerprint = None, None
+    if with_cv:
+        cv, fingerprint = _evaluation_figures(
+            X_train, y_train, reuse=reuse_evaluation, workers=workers, progress=progress
+        )
+    else:
+        progress.begin("cross-validation", "skipped (--no-cv)")
+    progress.begin("fit the served model and the baselines", f"{1 + len(BASELINES)} fits")
+    fitted, baselines = _final_fits(X_train, y_train, workers, progress)
 
     # The test split, once, at the end: nothing below feeds back into what was fitted above.
+    progress.begin("score the test split")
     X_test, y_test = parts.X_test.to_numpy(), parts.y_test.to_numpy()
     reference = fitted.predict(X_test)
     holdout = evaluate.holdout_metrics(y_test, reference)
@@ -149,6 +223,7 @@ def train(out_dir: Path, max_test_rmse: float, *, with_cv: bool = True) -> dict[
         }
 
     with artifact.staging(out_dir) as stage:
+        progress.begin("export and parity check")
         fitted.features.save(stage)
         forest_summary = forest.export_forest(fitted.booster.booster_, stage)
         # LightGBM's own dump, for audits; the serving side never reads it
@@ -160,6 +235,7 @@ def train(out_dir: Path, max_test_rmse: float, *, with_cv: bool = True) -> dict[
         drift_reference = profile.save_profile(
             stage, profile.build_profile(X_train, predictor.predict_batch(X_train)), len(X_train)
         )
+        progress.begin("report and publish")
         written = artifact.publish(
             stage,
             out_dir,
@@ -179,7 +255,7 @@ def train(out_dir: Path, max_test_rmse: float, *, with_cv: bool = True) -> dict[
                     "split": {"test_size": data.TEST_SIZE, "random_state": data.RANDOM_STATE},
                 },
                 "metrics": metrics,
-                "evaluation": _evaluation(X_train, cv),
+                "evaluation": _evaluation(X_train, cv, fingerprint),
                 "parity_max_abs_diff": parity,
                 "reference_profile": drift_reference,
                 "baselines": baseline_metrics,
@@ -191,6 +267,10 @@ def train(out_dir: Path, max_test_rmse: float, *, with_cv: bool = True) -> dict[
                 stage / artifact.REPORT_DIR, predictor, parts, named, baselines
             ),
         )
+    progress.end()
+    # only a run that published: a failed gate leaves no saved figures behind for `make run` to take
+    if save_evaluation is not None and cv is not None:
+        cache.save(save_evaluation, cache.Fingerprint(fingerprint["sha256"], fingerprint["inputs"]), cv)
     return written
 
 
@@ -213,15 +293,46 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-cv", action="store_true", help="skip the random-split and spatial CV on the training rows"
     )
+    parser.add_argument(
+        "--reuse-evaluation",
+        type=Path,
+        metavar="FILE",
+        help="take the CV figures from FILE (saved by --save-evaluation) when its fingerprint is this "
+        "run's; otherwise compute them (`make run` passes the one `make report` commits)",
+    )
+    parser.add_argument(
+        "--save-evaluation",
+        type=Path,
+        metavar="FILE",
+        help="save this run's CV figures with their fingerprint to FILE (`make report` does)",
+    )
     args = parser.parse_args(argv)
+    if args.no_cv and args.save_evaluation is not None:
+        parser.error("--save-evaluation needs the CV that --no-cv skips")
+    progress = Progress(STAGES)
+    progress.start()
+    # One thread per process, here as in the workers (model/parallel.py): OpenMP's spinning threads
+    # crawl on a shared machine (HistGradientBoosting's predict of the test split: 2.4 s on 2 threads,
+    # 0.35 s on 1, at load 6), and predictions do not depend on the thread count.
+    limits = threadpool_limits(limits=1)
     try:
-        meta = train(args.out, args.max_test_rmse, with_cv=not args.no_cv)
+        meta = train(
+            args.out,
+            args.max_test_rmse,
+            with_cv=not args.no_cv,
+            reuse_evaluation=args.reuse_evaluation,
+            save_evaluation=args.save_evaluation,
+            progress=progress,
+        )
     except (evaluate.QualityGateError, evaluate.ParityError) as exc:
         print(f"model.train: {exc}", file=sys.stderr)
         return 1
-    except (forest.CompilerMissing, data.DatasetUnavailable) as exc:
+    except (forest.CompilerMissing, data.DatasetUnavailable, parallel.WorkersError) as exc:
         print(f"model.train: {exc}", file=sys.stderr)
         return 2
+    finally:
+        limits.restore_original_limits()
+        progress.stop()
     m = meta["metrics"]
     cv = (
         ""

@@ -12,10 +12,20 @@ from service.timeouts import APP_KEEPALIVE_S, LOAD_BALANCER_IDLE_TIMEOUT_S
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 WORKER_CLASSES = ("gevent", "gthread")
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 class ConfigError(ValueError):
     """A setting has a value the service cannot run with; the message names the variable."""
+
+
+def _flag(env: Mapping[str, str], key: str, default: bool) -> bool:
+    raw = env.get(key, "").strip().lower()
+    if raw == "":
+        return default
+    if raw not in TRUE + FALSE:
+        raise ConfigError(f"{key}={raw!r} is not a switch (allowed: {', '.join(TRUE + FALSE)})")
+    return raw in TRUE
 
 
 def _int(env: Mapping[str, str], key: str, default: int, low: int, high: int) -> int:
@@ -51,8 +61,11 @@ class ServiceSettings:
         worker_connections: Most simultaneous connections one worker holds, with gevent.
         metrics_dir: PROMETHEUS_MULTIPROC_DIR, set by the gunicorn config for multi-worker metrics.
         drift_window: Most recent predicted records the drift window holds (service/drift.py).
-        telemetry_interval: Seconds between a worker's CloudWatch EMF lines (service/telemetry.py); 0
-            turns them off.
+        emf: Whether workers print CloudWatch EMF lines (service/telemetry.py). Off unless EMF=1:
+            only CloudWatch reads them, so the boot script on AWS sets it (infra/user_data.sh) and a
+            local `make run` shows people's logs without a JSON line a minute per worker.
+        telemetry_interval: Seconds between a worker's CloudWatch EMF lines when emf is on; 0
+            turns them off too.
         keepalive: Seconds an idle keep-alive connection stays open; always longer than the load
             balancer's idle timeout (service/timeouts.py), so the balancer, not the app, closes it.
         revision: GIT_REVISION, the commit the image was built from (the image sets it; for a
@@ -72,6 +85,7 @@ class ServiceSettings:
     worker_connections: int = 1000
     metrics_dir: str | None = None
     drift_window: int = 5_000
+    emf: bool = False
     telemetry_interval: int = 60
     keepalive: int = APP_KEEPALIVE_S
     revision: str = "unknown"
@@ -80,7 +94,7 @@ class ServiceSettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServiceSettings:
         """Read MODEL_DIR, HOST, PORT, WORKERS, WORKER_CLASS, THREADS, WORKER_CONNECTIONS, MAX_BATCH,
         MAX_BODY_BYTES, LOG_LEVEL, GRACEFUL_TIMEOUT, KEEPALIVE, PROMETHEUS_MULTIPROC_DIR, DRIFT_WINDOW,
-        TELEMETRY_INTERVAL and GIT_REVISION.
+        EMF, TELEMETRY_INTERVAL and GIT_REVISION.
 
         Raises:
             ConfigError: A value is malformed or out of range; the message names the variable.
@@ -107,6 +121,7 @@ class ServiceSettings:
             metrics_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,
             # a window smaller than the PSI's minimum sample could never leave "not enough data"
             drift_window=_int(env, "DRIFT_WINDOW", cls.drift_window, DRIFT_MIN_RECORDS, 1_000_000),
+            emf=_flag(env, "EMF", cls.emf),
             telemetry_interval=_int(env, "TELEMETRY_INTERVAL", cls.telemetry_interval, 0, 3600),
             # Below the balancer's idle timeout would bring back its 502s: refused, not clamped.
             keepalive=_int(env, "KEEPALIVE", cls.keepalive, LOAD_BALANCER_IDLE_TIMEOUT_S + 1, 3600),

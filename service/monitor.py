@@ -225,9 +225,14 @@ class IntervalCounters:
 
 
 def start_telemetry(app: Flask) -> Emitter | None:
-    """Start this worker's EMF emitter (gunicorn's post_worker_init hook calls it); None when disabled."""
-    interval = app.config["SETTINGS"].telemetry_interval
-    if interval <= 0:
+    """Start this worker's EMF emitter (gunicorn's post_worker_init hook calls it); None when disabled.
+
+    Disabled unless EMF is on (service/config.py): EMF lines are for CloudWatch, which reads them
+    only on AWS, where the boot script turns them on.
+    """
+    settings = app.config["SETTINGS"]
+    interval = settings.telemetry_interval
+    if not settings.emf or interval <= 0:
         return None
     counters = IntervalCounters(app.extensions["metrics"])
     window = app.extensions["drift"]

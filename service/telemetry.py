@@ -1,8 +1,9 @@
 """Telemetry facts the service and the Pulumi program share, and the CloudWatch EMF lines built from them.
 
-The service prints CloudWatch Embedded Metric Format (EMF) lines to stdout once a minute per worker;
-the container's awslogs driver ships stdout to CloudWatch Logs, which turns each line into metric
-data points (no agent, no PutMetricData permission). infra/monitoring.py imports the namespace,
+With EMF=1 (service/config.py; the AWS boot script sets it, a local run leaves it off), the service
+prints CloudWatch Embedded Metric Format (EMF) lines to stdout once a minute per worker; the
+container's awslogs driver ships stdout to CloudWatch Logs, which turns each line into metric data
+points (no agent, no PutMetricData permission). infra/monitoring.py imports the namespace,
 metric names, dimension and thresholds from here for its alarms and dashboard, so the two can never
 disagree.
 

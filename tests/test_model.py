@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import re
 import subprocess
 import sys
 
@@ -12,10 +14,11 @@ import pytest
 from sklearn.dummy import DummyRegressor
 from sklearn.model_selection import KFold
 
-from model import data, evaluate, features, pipeline
+from model import cache, data, evaluate, features, pipeline
 from model import train as train_module
 from model.artifact import METADATA_FILE, REPORT_DIR, ArtifactError, verify_artifact
 from model.features import FeatureTransformer
+from model.progress import Progress
 from model.runtime import CompiledModel
 from model.schema import FEATURE_NAMES, FEATURES, example_record, schema_fingerprint
 from model.train import AUDIT_FILE, main, train
@@ -82,7 +85,7 @@ def test_training_reads_the_test_split_only_after_every_fit_and_repeats_bit_for_
         events.append(f"fit {len(X)}")
         return real_fit(X, y, **kwargs)
 
-    def cross_validate(X, y):
+    def cross_validate(X, y, **_):
         events.append(f"cv {len(X)}")
         return {
             name: {key: evaluate.CVResult((0.5, 0.6)) for key in ("cv_rmse", "spatial_cv_rmse")}
@@ -92,7 +95,29 @@ def test_training_reads_the_test_split_only_after_every_fit_and_repeats_bit_for_
     monkeypatch.setattr(data, "split", lambda dataset: Watched(real_split(dataset)))
     monkeypatch.setattr(pipeline, "fit_model", fit)
     monkeypatch.setattr(train_module, "cross_validate", cross_validate)
-    meta = train(tmp_path, max_test_rmse=evaluate.DEFAULT_MAX_TEST_RMSE)
+    # one worker: the fits run in this process, where the watchers are (the session's model was
+    # fitted in worker processes, so the byte comparison below also pins parallel = serial)
+    lines = io.StringIO()
+    progress = Progress(train_module.STAGES, stream=lines)
+    saved = tmp_path.parent / f"{tmp_path.name}.evaluation.json"
+    meta = train(
+        tmp_path,
+        max_test_rmse=evaluate.DEFAULT_MAX_TEST_RMSE,
+        workers=1,
+        progress=progress,
+        save_evaluation=saved,
+    )
+    # the published run's CV figures, saved with the fingerprint metadata records
+    assert cache.read(saved)["fingerprint"] == meta["evaluation"]["fingerprint"]["sha256"]
+    assert meta["evaluation"]["fingerprint"]["figures_from"] == "computed in this run"
+    # every stage announced, with what comes next, then closed with its time, in the declared order
+    text, total = lines.getvalue().splitlines(), len(train_module.STAGES)
+    opened = [next(i for i, ln in enumerate(text) if f"] {n}/{total} {name}" in ln and "(next: " in ln)
+              for n, name in enumerate(train_module.STAGES, start=1)]  # fmt: skip
+    closed = [next(i for i, ln in enumerate(text) if f"] {n}/{total} {name} done in " in ln)
+              for n, name in enumerate(train_module.STAGES, start=1)]  # fmt: skip
+    assert opened == sorted(opened)
+    assert all(o < c for o, c in zip(opened, closed, strict=True))
     n_train = meta["evaluation"]["training_rows"]
     assert n_train == 16512
     assert events[:2] == [f"cv {n_train}", f"fit {n_train}"]
@@ -195,14 +220,25 @@ def test_quality_gate_rejects_nan():
         evaluate.check_quality_gate(math.nan, 0.5)
 
 
-def test_train_cli_fails_the_gate_with_one_line_and_writes_nothing(tmp_path, capsys):
-    code = main(["--out", str(tmp_path / "out"), "--max-test-rmse", "0.01", "--no-cv"])
-    err = capsys.readouterr().err
+def not_progress(err: str) -> str:
+    """stderr without the progress lines (model/progress.py: each starts with `[  12.3 s]`)."""
+    return "".join(ln for ln in err.splitlines(keepends=True) if not re.match(r"\[ *\d+\.\d s\] ", ln))
+
+
+def test_train_cli_fails_the_gate_with_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    stand_in = {
+        name: {key: evaluate.CVResult((0.5,)) for key in ("cv_rmse", "spatial_cv_rmse")}
+        for name in (train_module.SERVED_NAME, pipeline.PLAIN_LGBM_NAME)
+    }
+    monkeypatch.setattr(train_module, "cross_validate", lambda X, y, **_: stand_in)
+    saved = tmp_path / "evaluation.json"
+    code = main(["--out", str(tmp_path / "out"), "--max-test-rmse", "0.01", "--save-evaluation", str(saved)])
+    err = not_progress(capsys.readouterr().err)
     assert code == 1
     assert err.count("\n") == 1
     assert err.startswith("model.train: quality gate failed: test RMSE")
     assert not (tmp_path / "out").exists()
-    assert list(tmp_path.iterdir()) == []  # no staging folder left behind either
+    assert list(tmp_path.iterdir()) == []  # no staging folder, and no saved CV figures, left behind
 
 
 def test_train_cli_without_data_or_network_says_what_to_set(tmp_path, monkeypatch, capsys):
@@ -211,7 +247,7 @@ def test_train_cli_without_data_or_network_says_what_to_set(tmp_path, monkeypatc
 
     monkeypatch.setattr(data, "fetch_california_housing", offline)
     assert main(["--out", str(tmp_path / "out"), "--no-cv"]) == 2
-    err = capsys.readouterr().err
+    err = not_progress(capsys.readouterr().err)
     assert err.count("\n") == 1
     assert "SCIKIT_LEARN_DATA" in err
     assert not (tmp_path / "out").exists()

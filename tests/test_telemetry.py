@@ -214,3 +214,20 @@ def test_interval_figures_count_only_the_interval_and_see_the_first_requests_lat
     assert p99_ms is not None
     assert p99_ms > 0
     assert counters.read() == (0, 0, None)  # nothing new in the next interval
+
+
+def test_a_worker_starts_an_emitter_only_when_emf_is_on(trained_model_dir) -> None:
+    from service import create_app
+    from service.config import ServiceSettings
+    from service.monitor import start_telemetry
+
+    def app(**settings):
+        return create_app({"SETTINGS": ServiceSettings(model_dir=trained_model_dir, **settings)})
+
+    assert start_telemetry(app()) is None  # a local `make run`: people's logs only
+    assert start_telemetry(app(emf=True, telemetry_interval=0)) is None
+    emitter = start_telemetry(app(emf=True, telemetry_interval=3600))
+    try:
+        assert isinstance(emitter, telemetry.Emitter)
+    finally:
+        emitter.stop()

@@ -164,7 +164,7 @@ def test_fresh_host_installs_starts_uses_the_ecr_helper_pulls_by_digest_and_runs
         "dnf install -y amazon-ecr-credential-helper",
         f"docker pull {IMAGE}",
         "docker run --detach --name cali-housing --restart unless-stopped --stop-timeout 30"
-        " --publish 80:8080 --env PORT=8080"
+        " --publish 80:8080 --env PORT=8080 --env EMF=1"
         f" --log-driver awslogs --log-opt awslogs-region=us-east-1 --log-opt awslogs-group=cali-logs {IMAGE}",
     ]
 
@@ -200,7 +200,7 @@ def test_rehearsal_host_with_docker_skips_install_and_login(host: Host) -> None:
         f"docker pull {REHEARSAL_IMAGE}",
         "docker run --detach --name cali-housing --restart unless-stopped --stop-timeout 30"
         " --publish 18080:8080"
-        f" --env PORT=8080 --log-driver json-file --log-opt max-size=10m {REHEARSAL_IMAGE}",
+        f" --env PORT=8080 --env EMF=1 --log-driver json-file --log-opt max-size=10m {REHEARSAL_IMAGE}",
     ]
 
 
