@@ -19,11 +19,12 @@ import numpy as np
 import pandas as pd
 import sklearn
 
-from model import artifact, data, evaluate, forest, pipeline, profile, report
+from model import artifact, data, evaluate, forest, pipeline, profile, quality, report
 from model.artifact import AUDIT_FILE
 from model.features import feature_names
 from model.runtime import CompiledModel
 from model.schema import FEATURE_NAMES, schema_as_dict
+from model.scores import CV_FIGURES
 
 DEFAULT_MODEL_DIR = "artifacts"
 SERVED_NAME = "LightGBM + geo features"  # short: the report puts it in figure titles
@@ -71,6 +72,20 @@ def cross_validate(X_train: np.ndarray, y_train: np.ndarray) -> dict[str, dict[s
     }
 
 
+def baseline_gate(cv: dict[str, dict[str, Any]] | None) -> list[quality.Check] | None:
+    """The quality gate against plain LightGBM, on the CV folds just measured (None without CV).
+
+    Raises:
+        quality.BaselineGateError: The served design does not earn its features.
+    """
+    if cv is None:
+        return None
+    served, plain = cv[SERVED_NAME], cv[pipeline.PLAIN_LGBM_NAME]
+    checks = quality.check({f: served[f.key] for f in CV_FIGURES}, {f: plain[f.key] for f in CV_FIGURES})
+    quality.enforce(checks, pipeline.PLAIN_LGBM_NAME)
+    return checks
+
+
 def _evaluation(X_train: np.ndarray, cv: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
     """metadata.json's `evaluation`: the protocol, and the CV figures of every model measured."""
     return {
@@ -106,7 +121,9 @@ def train(out_dir: Path, max_test_rmse: float, *, with_cv: bool = True) -> dict[
         The metadata that was written.
 
     Raises:
-        QualityGateError: The model misses the bound; nothing is written.
+        QualityGateError: The model misses the bound on the test RMSE; nothing is written.
+        quality.BaselineGateError: The served design does not beat plain LightGBM on the random-split
+            CV by the declared margin, or trails it on the spatial CV by more; nothing is written.
         ParityError: The exported model does not predict what LightGBM predicts; nothing is written.
     """
     dataset = data.load_dataset()
@@ -115,6 +132,7 @@ def train(out_dir: Path, max_test_rmse: float, *, with_cv: bool = True) -> dict[
 
     # Training rows only, before the test split is read at all.
     cv = cross_validate(X_train, y_train) if with_cv else None
+    baseline_checks = baseline_gate(cv)  # before the final fit: a design that fails costs no more
     fitted = pipeline.fit_model(X_train, y_train)
     baselines = {
         "LinearRegression": pipeline.build_linear_baseline().fit(X_train, y_train),
@@ -183,7 +201,10 @@ def train(out_dir: Path, max_test_rmse: float, *, with_cv: bool = True) -> dict[
                 "parity_max_abs_diff": parity,
                 "reference_profile": drift_reference,
                 "baselines": baseline_metrics,
-                "quality_gate": {"max_test_rmse": max_test_rmse},
+                "quality_gate": {
+                    "max_test_rmse": max_test_rmse,
+                    **quality.record(baseline_checks, pipeline.PLAIN_LGBM_NAME),
+                },
                 "versions": library_versions(),
             },
             # into the staged folder, hashed with the model: the whole artifact goes live in one move
@@ -192,6 +213,18 @@ def train(out_dir: Path, max_test_rmse: float, *, with_cv: bool = True) -> dict[
             ),
         )
     return written
+
+
+def gate_verdicts(meta: dict[str, Any]) -> list[str]:
+    """The quality gate's verdicts with their figures, from the metadata just written."""
+    recorded, test_rmse = meta["quality_gate"], meta["metrics"]["test_rmse"]
+    return [
+        *quality.verdict_lines(recorded),
+        f"quality gate: test RMSE {test_rmse:.4f} (last check) within the bound "
+        f"{recorded['max_test_rmse']:.4f}: passed",
+        f"parity: served predictions within {meta['parity_max_abs_diff']:.3g} of LightGBM's "
+        f"(bound {evaluate.PARITY_TOLERANCE:g}): passed",
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -216,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         meta = train(args.out, args.max_test_rmse, with_cv=not args.no_cv)
-    except (evaluate.QualityGateError, evaluate.ParityError) as exc:
+    except (evaluate.QualityGateError, quality.BaselineGateError, evaluate.ParityError) as exc:
         print(f"model.train: {exc}", file=sys.stderr)
         return 1
     except (forest.CompilerMissing, data.DatasetUnavailable) as exc:
@@ -228,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
         if m["cv_rmse_mean"] is None
         else f", 5-fold CV RMSE {m['cv_rmse_mean']:.4f}, spatial CV RMSE {m['spatial_cv_rmse_mean']:.4f}"
     )
+    for line in gate_verdicts(meta):
+        print(line)
     print(
         f"model {meta['model_version']}: test RMSE {m['test_rmse']:.4f}, MAE {m['test_mae']:.4f}, "
         f"R² {m['test_r2']:.4f}{cv}; written to {args.out}"
