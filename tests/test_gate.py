@@ -27,7 +27,7 @@ from testkit.live import ROOT, gunicorn
 from testkit.ports import free_port
 from testkit.processes import stop, wait_for
 
-# The served design's per-fold RMSEs in a full training run (python -m model.train, 2026-12-04).
+# The served design's per-fold RMSEs in a full training run (issue 16's design, python -m model.train).
 FULL_RUN_FOLDS = {
     RANDOM_CV.key: [0.41798, 0.39571, 0.39505, 0.40832, 0.39195],
     SPATIAL_CV.key: [0.73416, 0.75485, 0.63074, 0.58209, 0.45914],

@@ -18,7 +18,8 @@ from model.evaluate import CVResult
 from model.scores import RANDOM_CV, SPATIAL_CV, FoldScores
 
 PLAIN = pipeline.PLAIN_LGBM_NAME
-# A full training run (python -m model.train, 2026-12-04): both models on the same folds.
+# A full training run of issue 16's design (python -m model.train, 2026-12-04, before issue 23's
+# NEAR_KM): both models on the same folds.
 SERVED_FOLDS = {
     RANDOM_CV: FoldScores((0.41798, 0.39571, 0.39505, 0.40832, 0.39195)),
     SPATIAL_CV: FoldScores((0.73416, 0.75485, 0.63074, 0.58209, 0.45914)),
