@@ -397,8 +397,8 @@ def _cv_section(evaluation: Mapping[str, Any] | None) -> list[str]:
     lines += [
         f"Random split: {evaluation['random_cv']}. Spatial: {evaluation['spatial_cv']}. The "
         f"neighbourhood features are {evaluation['neighbourhood_features']}. Mean ± sample standard "
-        "deviation (ddof = 1) over the 5 folds; the spatial figure is what a place the data never covered can "
-        "expect.",
+        "deviation (ddof = 1) over the 5 folds; the spatial figure is what a place the data never "
+        "covered can expect.",
         "",
         *_table(
             ["model", "random-split CV RMSE", "spatial CV RMSE"],
