@@ -5,8 +5,7 @@ same three figures, declared here once:
 
 * the random-split CV RMSE (a new block group among known ones),
 * the spatial CV RMSE (a place the data never covered: what the engineered features must not spoil),
-* the test RMSE, scored once at the end of a training run: a last check, never the deciding figure
-  when folds exist.
+* the test RMSE, scored once at the end of a training run: a last check, with no folds of its own.
 
 Every model in a training run is scored on the same folds, so two models are compared fold by fold
 (paired), and the spread that matters is the spread of the per-fold differences, not the fold-to-fold

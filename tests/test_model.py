@@ -84,9 +84,12 @@ def test_training_reads_the_test_split_only_after_every_fit_and_repeats_bit_for_
 
     def cross_validate(X, y):
         events.append(f"cv {len(X)}")
+        # stand-in figures that pass the quality gate against the baseline: the served design
+        # 0.04 better on the random split, level on the spatial CV
+        spatial, result = evaluate.CVResult((0.5, 0.6)), evaluate.CVResult
         return {
-            name: {key: evaluate.CVResult((0.5, 0.6)) for key in ("cv_rmse", "spatial_cv_rmse")}
-            for name in (train_module.SERVED_NAME, pipeline.PLAIN_LGBM_NAME)
+            train_module.SERVED_NAME: {"cv_rmse": result((0.40, 0.41)), "spatial_cv_rmse": spatial},
+            pipeline.PLAIN_LGBM_NAME: {"cv_rmse": result((0.44, 0.45)), "spatial_cv_rmse": spatial},
         }
 
     monkeypatch.setattr(data, "split", lambda dataset: Watched(real_split(dataset)))
