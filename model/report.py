@@ -396,9 +396,9 @@ def _cv_section(evaluation: Mapping[str, Any] | None) -> list[str]:
         return [*lines, "Not run for this model (`python -m model.train --no-cv`).", ""]
     lines += [
         f"Random split: {evaluation['random_cv']}. Spatial: {evaluation['spatial_cv']}. The "
-        f"neighbourhood features are {evaluation['neighbourhood_features']}. Mean ± standard "
-        "deviation over the 5 folds; the spatial figure is what a place the data never covered can "
-        "expect.",
+        f"neighbourhood features are {evaluation['neighbourhood_features']}. Mean ± sample standard "
+        "deviation (ddof = 1) over the 5 folds; the spatial figure is what a place the data never "
+        "covered can expect.",
         "",
         *_table(
             ["model", "random-split CV RMSE", "spatial CV RMSE"],

@@ -20,7 +20,7 @@ import pandas as pd
 import sklearn
 from threadpoolctl import threadpool_limits
 
-from model import artifact, cache, data, evaluate, forest, parallel, pipeline, profile, report
+from model import artifact, cache, data, evaluate, forest, parallel, pipeline, profile, quality, report
 from model.artifact import AUDIT_FILE
 from model.crossval import FOLD_SETS, SERVED_NAME, cross_validate, fit_count
 from model.crossval import MODELS as CV_MODELS
@@ -28,6 +28,7 @@ from model.features import feature_names
 from model.progress import Progress, Silent
 from model.runtime import CompiledModel
 from model.schema import FEATURE_NAMES, schema_as_dict
+from model.scores import CV_FIGURES
 
 DEFAULT_MODEL_DIR = "artifacts"
 # The run's stages, in order, as the progress lines on stderr name them.
@@ -117,6 +118,20 @@ def _evaluation_figures(
     return cv, {"sha256": stamp.sha256, "figures_from": source, "inputs": stamp.inputs}
 
 
+def baseline_gate(cv: dict[str, dict[str, Any]] | None) -> list[quality.Check] | None:
+    """The quality gate against plain LightGBM, on the CV folds just measured (None without CV).
+
+    Raises:
+        quality.BaselineGateError: The served design does not earn its features.
+    """
+    if cv is None:
+        return None
+    served, plain = cv[SERVED_NAME], cv[pipeline.PLAIN_LGBM_NAME]
+    checks = quality.check({f: served[f.key] for f in CV_FIGURES}, {f: plain[f.key] for f in CV_FIGURES})
+    quality.enforce(checks, pipeline.PLAIN_LGBM_NAME)
+    return checks
+
+
 def _evaluation(
     X_train: np.ndarray, cv: dict[str, dict[str, Any]] | None, fingerprint: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -174,7 +189,9 @@ def train(
         The metadata that was written.
 
     Raises:
-        QualityGateError: The model misses the bound; nothing is written.
+        QualityGateError: The model misses the bound on the test RMSE; nothing is written.
+        quality.BaselineGateError: The served design does not beat plain LightGBM on the random-split
+            CV by the declared margin, or trails it on the spatial CV by more; nothing is written.
         ParityError: The exported model does not predict what LightGBM predicts; nothing is written.
     """
     progress = progress or Silent(STAGES)
@@ -192,6 +209,7 @@ def train(
         )
     else:
         progress.begin("cross-validation", "skipped (--no-cv)")
+    baseline_checks = baseline_gate(cv)  # before the final fits: a design that fails costs no more
     progress.begin("fit the served model and the baselines", f"{1 + len(BASELINES)} fits")
     fitted, baselines = _final_fits(X_train, y_train, workers, progress)
 
@@ -259,7 +277,10 @@ def train(
                 "parity_max_abs_diff": parity,
                 "reference_profile": drift_reference,
                 "baselines": baseline_metrics,
-                "quality_gate": {"max_test_rmse": max_test_rmse},
+                "quality_gate": {
+                    "max_test_rmse": max_test_rmse,
+                    **quality.record(baseline_checks, pipeline.PLAIN_LGBM_NAME),
+                },
                 "versions": library_versions(),
             },
             # into the staged folder, hashed with the model: the whole artifact goes live in one move
@@ -272,6 +293,18 @@ def train(
     if save_evaluation is not None and cv is not None:
         cache.save(save_evaluation, cache.Fingerprint(fingerprint["sha256"], fingerprint["inputs"]), cv)
     return written
+
+
+def gate_verdicts(meta: dict[str, Any]) -> list[str]:
+    """The quality gate's verdicts with their figures, from the metadata just written."""
+    recorded, test_rmse = meta["quality_gate"], meta["metrics"]["test_rmse"]
+    return [
+        *quality.verdict_lines(recorded),
+        f"quality gate: test RMSE {test_rmse:.4f} (last check) within the bound "
+        f"{recorded['max_test_rmse']:.4f}: passed",
+        f"parity: served predictions within {meta['parity_max_abs_diff']:.3g} of LightGBM's "
+        f"(bound {evaluate.PARITY_TOLERANCE:g}): passed",
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -324,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
             save_evaluation=args.save_evaluation,
             progress=progress,
         )
-    except (evaluate.QualityGateError, evaluate.ParityError) as exc:
+    except (evaluate.QualityGateError, quality.BaselineGateError, evaluate.ParityError) as exc:
         print(f"model.train: {exc}", file=sys.stderr)
         return 1
     except (forest.CompilerMissing, data.DatasetUnavailable, parallel.WorkersError) as exc:
@@ -339,6 +372,8 @@ def main(argv: list[str] | None = None) -> int:
         if m["cv_rmse_mean"] is None
         else f", 5-fold CV RMSE {m['cv_rmse_mean']:.4f}, spatial CV RMSE {m['spatial_cv_rmse_mean']:.4f}"
     )
+    for line in gate_verdicts(meta):
+        print(line)
     print(
         f"model {meta['model_version']}: test RMSE {m['test_rmse']:.4f}, MAE {m['test_mae']:.4f}, "
         f"R² {m['test_r2']:.4f}{cv}; written to {args.out}"
