@@ -6,8 +6,9 @@ and the pack prints the port it serves the Analyzer service on. This test does t
 policy/.venv (`make dev` makes it) and plays the engine's part with the program's own resources
 from the mocks: GetAnalyzerInfo, Analyze on each resource's inputs, AnalyzeStack on the whole stack,
 and both again as a first deploy's preview sends them, with the values no provider has computed yet
-unknown. Without policy/.venv it is reported skipped, and fails under CALI_REQUIRE_ALL_GROUPS=1 (as
-CI sets). What it cannot stand in for is the engine itself: that takes the Pulumi CLI.
+unknown. It also pins the venv's lock (policy/constraints.txt, applied by policy/requirements.txt).
+Without policy/.venv its tests are reported skipped, and fail under CALI_REQUIRE_ALL_GROUPS=1 (as CI
+sets). What it cannot stand in for is the engine itself: that takes the Pulumi CLI.
 """
 
 from __future__ import annotations
