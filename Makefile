@@ -43,7 +43,8 @@ $(DEV_STAMP): $(TRAIN_STAMP) requirements/dev.txt requirements.txt
 # The policy pack's own venv (policy/PulumiPolicy.yaml): pulumi-policy pins protobuf 5, the program's
 # venv runs protobuf 6, so the two never share one. `pulumi preview --policy-pack policy` runs from it.
 PACK_STAMP := policy/.venv/.installed
-$(PACK_STAMP): policy/requirements.txt
+# policy/requirements.txt applies the lock (-c policy/constraints.txt); a change to either remakes the venv.
+$(PACK_STAMP): policy/requirements.txt policy/constraints.txt
 	$(PYTHON) -m venv policy/.venv
 	policy/.venv/bin/pip install -q --disable-pip-version-check -r policy/requirements.txt
 	touch $@
