@@ -96,7 +96,7 @@ def test_training_fails_before_fitting_or_writing_when_the_design_does_not_beat_
     monkeypatch.setattr(
         train,
         "cross_validate",
-        lambda X, y: {
+        lambda X, y, **_: {
             train.SERVED_NAME: {f.key: CVResult(PLAIN_FOLDS[f].folds) for f in scores.CV_FIGURES},
             PLAIN: {f.key: CVResult(PLAIN_FOLDS[f].folds) for f in scores.CV_FIGURES},
         },
