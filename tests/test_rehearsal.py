@@ -1,15 +1,16 @@
 """The deploy rehearsal (`make rehearse`): image -> registry -> the real user-data -> smoke test.
 
-The full run is in the docker group: it needs an engine and a registry on 127.0.0.1:5000, which
-scripts/rehearse.py finds or starts (../shared/ci/docker-engine here, a `registry:2` container on a
-laptop or a GitHub runner). When it can get none it exits 77, and this test skips loudly, or fails
-where CALI_REQUIRE_ALL_GROUPS=1 (CI).
+The full run is in the docker group: it needs an engine and a registry of its own, which
+scripts/rehearse.py starts on a free port (../shared/ci/docker-engine here, a `registry:2` container
+on a laptop or a GitHub runner); it refuses a port something else holds. When it can start none it
+exits 77, and this test skips loudly, or fails where CALI_REQUIRE_ALL_GROUPS=1 (CI).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -37,7 +38,7 @@ def test_the_image_booted_by_the_real_user_data_passes_the_smoke_test_and_leaves
     )
     output = done.stdout + done.stderr
     if done.returncode == 77:
-        message = "deploy rehearsal: no registry on 127.0.0.1:5000 could be found or started"
+        message = "deploy rehearsal: no registry of its own could be started"
         if REQUIRE_ALL:
             pytest.fail(f"{message} (CALI_REQUIRE_ALL_GROUPS=1 forbids skipping it)", pytrace=False)
         pytest.skip(message)
@@ -47,6 +48,7 @@ def test_the_image_booted_by_the_real_user_data_passes_the_smoke_test_and_leaves
     assert "ok   identity" in output, "the smoke test checked the build the labels name"
     assert "second deploy changed nothing" in output
     (run_id,) = set(re.findall(r"cali-rehearsal-host-([0-9a-f]{10})", output))
+    (registry,) = set(re.findall(r"starting this run's registry on (127\.0\.0\.1:\d+)", output))
     left = subprocess.run(
         ["docker", "ps", "--all", "--quiet", "--filter", f"name=cali-rehearsal-.*-{run_id}"],
         capture_output=True,
@@ -56,13 +58,16 @@ def test_the_image_booted_by_the_real_user_data_passes_the_smoke_test_and_leaves
     )
     assert left.stdout.strip() == "", "the rehearsal's containers are gone"
     tags = subprocess.run(
-        ["docker", "images", "--quiet", f"127.0.0.1:5000/cali-housing:{load_script().content_tag(ROOT)}"],
+        ["docker", "images", "--quiet", f"{registry}/cali-housing:{load_script().content_tag(ROOT)}"],
         capture_output=True,
         text=True,
         timeout=30,
         check=True,
     )
     assert tags.stdout.strip() == "", "the rehearsal's image tag is gone"
+    host, port = registry.split(":")
+    with socket.socket() as sock:
+        assert sock.connect_ex((host, int(port))) != 0, "the rehearsal's own registry is stopped"
 
 
 def test_a_second_deploy_that_would_change_the_server_fails(
@@ -86,10 +91,59 @@ def test_the_rehearsal_tags_the_image_by_the_programs_content_tag() -> None:
     rehearse = load_script()
     from infra.release import content_tag
 
-    assert (
-        rehearse.Rehearsal("0123456789", smoke_wait=1).tag
-        == f"127.0.0.1:5000/cali-housing:{content_tag(ROOT)}"
-    )
+    rehearsal = rehearse.Rehearsal("0123456789", smoke_wait=1)
+    assert rehearsal.tag == f"127.0.0.1:{rehearsal.port}/cali-housing:{content_tag(ROOT)}"
+
+
+def test_the_rehearsal_refuses_a_registry_port_that_something_else_holds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rehearse = load_script()
+    commands: list[list[str]] = []
+    monkeypatch.setattr(rehearse, "run", lambda args, **_: commands.append(list(args)))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        monkeypatch.setenv("CI_REGISTRY_PORT", str(taken.getsockname()[1]))
+        rehearsal = rehearse.Rehearsal("0123456789", smoke_wait=1)
+        with pytest.raises(
+            rehearse.RehearsalError, match="already in use by something this run did not start"
+        ):
+            rehearsal.ensure_registry()
+    assert commands == [], "nothing was started or pushed"
+
+
+def test_without_a_given_port_each_run_starts_its_own_registry_on_a_free_port_and_stops_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    rehearse = load_script()
+    monkeypatch.delenv("CI_REGISTRY_PORT", raising=False)
+    engine = tmp_path / "docker-engine"
+    engine.write_text("#!/bin/sh\n")
+    monkeypatch.setattr(rehearse, "DOCKER_ENGINE", engine)
+    monkeypatch.setattr(rehearse, "DOCKER_ENGINE_STATE", tmp_path)
+    started: list[dict[str, str]] = []
+
+    def fake_run(args, **kwargs):
+        started.append(kwargs["env"])
+        (tmp_path / f"registry-{kwargs['env']['CI_REGISTRY_PORT']}").mkdir()
+        return subprocess.CompletedProcess(args, 0, stdout="", stderr="starting a registry")
+
+    monkeypatch.setattr(rehearse, "run", fake_run)
+    monkeypatch.setattr(rehearse, "registry_answers", lambda registry: True)
+    rehearsal = rehearse.Rehearsal("0123456789", smoke_wait=1)
+    rehearsal.ensure_registry()
+    assert started[0]["CI_REGISTRY_PORT"] == str(rehearsal.port)
+    assert rehearsal.port != 5000, "not the shared default port"
+    assert (tmp_path / f"registry-{rehearsal.port}").is_dir()
+    rehearsal.teardown()
+    assert not (tmp_path / f"registry-{rehearsal.port}").exists(), "its storage goes with it"
+
+
+def test_a_port_that_is_not_a_number_fails_before_anything_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    rehearse = load_script()
+    monkeypatch.setenv("CI_REGISTRY_PORT", "five thousand")
+    assert rehearse.main([]) == 1
 
 
 def test_a_failed_step_still_tears_down_what_was_started(monkeypatch: pytest.MonkeyPatch) -> None:
