@@ -1,6 +1,6 @@
-"""Shared fixtures, and the test groups that need a Docker engine or a browser.
+"""Shared fixtures, and the test groups that need a Docker engine, a browser or the AWS CLI.
 
-On a machine without Docker or Chromium those groups are skipped, and the run ends with a loud
+On a machine without Docker, Chromium or an `aws` command those groups are skipped, and the run ends with a loud
 banner naming them. Docker counts as missing also when its client cannot build with BuildKit (a
 Docker 23+ client without the buildx plugin, as Debian-style installs often are): the image's build
 needs it, and the banner then names the package to install. With CALI_REQUIRE_ALL_GROUPS=1 (set by
@@ -62,7 +62,19 @@ def chromium_available() -> str | None:
     return None
 
 
-GROUPS = {"docker": docker_available, "browser": chromium_available}
+@cache
+def awscli_available() -> str | None:
+    """None when an AWS CLI answers `aws --version`, else why not and how to get one."""
+    if shutil.which("aws") is None:
+        return (
+            "no `aws` on PATH (the docs' AWS commands run through it against moto); install AWS CLI v2: "
+            "https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html"
+        )
+    done = subprocess.run(["aws", "--version"], capture_output=True, timeout=30, check=False)
+    return None if done.returncode == 0 else f"`aws --version` failed: {done.stderr.decode()[-300:]}"
+
+
+GROUPS = {"docker": docker_available, "browser": chromium_available, "awscli": awscli_available}
 _skipped: dict[str, str] = {}
 
 
