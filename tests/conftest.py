@@ -1,10 +1,11 @@
 """Shared fixtures, and the test groups that need a Docker engine, a browser or the AWS CLI.
 
-On a machine without Docker, Chromium or an `aws` command those groups are skipped, and the run ends with a loud
-banner naming them. Docker counts as missing also when its client cannot build with BuildKit (a
-Docker 23+ client without the buildx plugin, as Debian-style installs often are): the image's build
-needs it, and the banner then names the package to install. With CALI_REQUIRE_ALL_GROUPS=1 (set by
-.ci/run) a missing group is a failure instead, so CI never passes on skipped groups.
+On a machine without Docker, Chromium or an `aws` command those groups are skipped, and the run
+ends with a loud banner naming them. Docker counts as missing also when its client cannot build with
+BuildKit (a Docker 23+ client without the buildx plugin, as Debian-style installs often are): the
+image's build needs it, and the banner then names the package to install. With
+CALI_REQUIRE_ALL_GROUPS=1 (set by .ci/run) a missing group is a failure instead, so CI never passes
+on skipped groups.
 """
 
 from __future__ import annotations
