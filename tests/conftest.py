@@ -11,6 +11,7 @@ on skipped groups.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from functools import cache
@@ -63,16 +64,28 @@ def chromium_available() -> str | None:
     return None
 
 
+# The first AWS CLI releases that read AWS_ENDPOINT_URL, which is how the tests point it at moto
+# (AWS SDKs and Tools Reference Guide, "Service-specific endpoints", compatibility table).
+AWSCLI_ENDPOINT_URL_SINCE = {1: (1, 29), 2: (2, 13)}
+
+
 @cache
 def awscli_available() -> str | None:
-    """None when an AWS CLI answers `aws --version`, else why not and how to get one."""
+    """None when an AWS CLI that honours AWS_ENDPOINT_URL is on PATH, else why not and how to get one."""
+    install = (
+        "install AWS CLI v2 (https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html)"
+    )
     if shutil.which("aws") is None:
-        return (
-            "no `aws` on PATH (the docs' AWS commands run through it against moto); install AWS CLI v2: "
-            "https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html"
-        )
-    done = subprocess.run(["aws", "--version"], capture_output=True, timeout=30, check=False)
-    return None if done.returncode == 0 else f"`aws --version` failed: {done.stderr.decode()[-300:]}"
+        return f"no `aws` on PATH (the docs' AWS commands run through it against moto); {install}"
+    done = subprocess.run(["aws", "--version"], capture_output=True, text=True, timeout=30, check=False)
+    found = re.search(r"aws-cli/(\d+)\.(\d+)", done.stdout + done.stderr)
+    if done.returncode != 0 or found is None:
+        return f"`aws --version` failed: {(done.stdout + done.stderr)[-300:]}"
+    version = (int(found[1]), int(found[2]))
+    since = AWSCLI_ENDPOINT_URL_SINCE.get(version[0])
+    if since is None or version < since:
+        return f"aws-cli/{found[1]}.{found[2]} ignores AWS_ENDPOINT_URL, so it cannot reach moto; {install}"
+    return None
 
 
 GROUPS = {"docker": docker_available, "browser": chromium_available, "awscli": awscli_available}

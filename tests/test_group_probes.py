@@ -1,4 +1,5 @@
-"""The docker group's BuildKit probe: a client that cannot build the image skips the group with the fix.
+"""The group probes: a docker client that cannot build the image, or an AWS CLI that cannot reach moto,
+skips its group with the reason and the fix.
 
 Each case puts a stand-in `docker` first on PATH that answers as that kind of client does (its
 messages are the real clients' own, seen on this machine: Docker 28.2.2 without buildx and Debian's
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from testkit.docker import buildkit_problem
+from tests.conftest import awscli_available
 
 NO_BUILDX_28 = """#!/bin/sh
 case "$1" in
@@ -68,3 +70,38 @@ def test_an_old_client_is_told_to_ask_for_buildkit(tmp_path: Path, monkeypatch: 
 def test_a_client_that_builds_with_buildkit_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     client(tmp_path, monkeypatch, DEBIAN_20, "1")
     assert buildkit_problem() is None
+
+
+@pytest.mark.parametrize(
+    ("version", "usable"),
+    [
+        ("aws-cli/2.9.19 Python/3.11.2", False),
+        ("aws-cli/2.15.0 Python/3.11.6", True),
+        ("aws-cli/1.46.2", True),
+    ],
+)
+def test_an_aws_cli_that_ignores_aws_endpoint_url_is_not_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: str, usable: bool
+) -> None:
+    (tmp_path / "aws").write_text(f"#!/bin/sh\necho '{version}'\n")
+    (tmp_path / "aws").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    awscli_available.cache_clear()
+    try:
+        reason = awscli_available()
+    finally:
+        awscli_available.cache_clear()
+    assert (reason is None) == usable, reason
+    if not usable:
+        assert "ignores AWS_ENDPOINT_URL" in reason
+
+
+def test_no_aws_cli_names_where_to_get_one(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    awscli_available.cache_clear()
+    try:
+        reason = awscli_available()
+    finally:
+        awscli_available.cache_clear()
+    assert reason is not None
+    assert "install AWS CLI v2" in reason
