@@ -626,6 +626,11 @@ def test_the_alarm_names_the_runbooks_use_are_the_ones_the_program_registers(
     text = (ROOT / "docs" / "operations.md").read_text()
     named = set(re.findall(r"cali-housing-prod-[a-z-]+[a-z]", text))
     assert named == {*registered["alarms"], registered["topic"]}
+    # each runbook's heading and the email subject it quotes, "ALARM: <name>", as AWS sends it
+    headings = re.findall(r"^## Alarm: [^(]*\(`([^`]+)`", text, flags=re.MULTILINE)
+    subjects = re.findall(r'"ALARM: ([^"]+)"', text)
+    assert sorted(headings) == registered["alarms"]
+    assert set(subjects) == set(registered["alarms"])
 
 
 def test_the_workflow_count_in_ci_cd_is_the_number_of_workflows() -> None:
