@@ -1,8 +1,9 @@
 """Every command in docs/ either runs here, as written, or is listed with the reason it cannot.
 
 What counts as a command: each line of a fenced shell block (```sh, ```bash, ```console; also the
-ones indented inside a list item) and every inline `aws ...` span, so an AWS command cannot hide
-in prose. Each is classified by `how()`:
+ones indented inside a list item) and every inline code span in prose that starts with a command
+(`INLINE_COMMANDS`: `aws ...`, `pulumi ...`, `python ...`, `docker ...`, ...), so a command cannot
+hide in a sentence. Each is classified by `how()`:
 
 * **run**: the block runs under bash, unchanged but for the placeholders `PLACEHOLDERS` names, on a
   stand-in of a deployed prod stack: a moto server seeded as the program would leave the account
@@ -58,6 +59,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = sorted((ROOT / "docs").glob("*.md"))
 SHELL_FENCES = ("```sh", "```bash", "```console")
 STATE_KEY = ".pulumi/stacks/cali-housing/prod.json"
+# The first words that make an inline code span a command (a span of one word is a name, not a command).
+INLINE_COMMANDS = ("aws", "pulumi", "gh", "python", "curl", "docker", "make", "sudo", "pytest", "eval")
 
 # Commands that cannot run on this machine, by their first words (after VAR=value words), and why.
 NOT_OFFLINE: dict[str, str] = {
@@ -73,6 +76,26 @@ NOT_OFFLINE: dict[str, str] = {
     "make docker-run": "serves the image until Ctrl-C; tests/docker/test_serving.py runs the same image",
     "make docker": "builds the image, minutes of training inside; tests/docker/conftest.py builds the same "
     "Dockerfile from a clean checkout (the docker group)",
+    "make": "a Makefile target (lint, the tests, training, benchmarks, the rehearsal): CI runs `make test`, "
+    "the benchmarks are run by hand; not repeated from here",
+    "docker": "needs a container of the image, on the server or the docker group's (tests/docker/, "
+    "tests/reliability/test_container_faults.py run these commands' checks)",
+    "docker buildx version": "the docker group's own probe (testkit/docker.py, buildkit_problem) checks it",
+    "sudo": "on the server, in a Session Manager shell",
+    "pytest": "the test suite itself (`--deep`: ten times the fuzz cases, many minutes)",
+    "python -m bench.serving": "a benchmark: minutes of load on this machine, run by hand (`make bench`)",
+    "pytest -m docker": "the docker group itself",
+    "python -m smoke URL": "a template (URL, V, R stand for values); ci-cd.md's block runs the smoke command",
+    "python -m smoke.drift_report": "a template, or the drift-report workflow's step with its SERVICE_URL; "
+    "tests/test_smoke.py runs the report against the real service",
+    "python -m model.gate": "a template (URL); tests/test_gate.py runs the gate against a real service",
+    "python -m model.train": "a usage synopsis ([--out DIR] ...); `make train` and tests/test_model.py train",
+}
+# Inline spans that name a command in a sentence rather than give one to run (exact matches only).
+MENTIONS: dict[str, str] = {
+    "python -m smoke": "the smoke command's name in a sentence; ci-cd.md's block runs it",
+    "python -m account.bootstrap": "the bootstrap's name in a sentence; its command lines are run as written "
+    "by tests/account/test_bootstrap.py",
 }
 ELSEWHERE: dict[str, str] = {
     "AWS_REGION=us-east-1 .venv/bin/python -m account.bootstrap": "against moto, as written, by "
@@ -138,8 +161,9 @@ def blocks_of(path: Path) -> list[Block]:
             if command and not command.startswith("#"):
                 current.append(command)
     for span in re.findall(r"`([^`]+)`", " ".join(prose)):
-        if span.startswith("aws "):
-            found.append(Block(path.name, [re.sub(r"\s+", " ", span)]))
+        words = span.split()
+        if len(words) > 1 and words[0] in INLINE_COMMANDS:
+            found.append(Block(path.name, [" ".join(words)]))
     return found
 
 
@@ -167,7 +191,10 @@ def command_words(line: str) -> list[str]:
 
     Empty for a line of assignments only, such as `KEY=...` or `NEW="$(aws ...)"`.
     """
-    words = shlex.split(line)
+    try:
+        words = shlex.split(line)
+    except ValueError:  # prose with an apostrophe in a placeholder (`<the instance's URN>`)
+        words = line.split()
     while words and re.fullmatch(r"[A-Za-z_]\w*=.*", words[0], flags=re.DOTALL):
         words.pop(0)
     return words
@@ -194,6 +221,8 @@ class How:
 
 def how(line: str) -> How:
     """The classification of one command line of the docs."""
+    if line in MENTIONS:
+        return How("listed", MENTIONS[line])
     for prefix, why in ELSEWHERE.items():
         if line.startswith(prefix):
             return How("elsewhere", why)
@@ -423,14 +452,15 @@ def _alarm(name: str) -> Callable[[StandIn, str], None]:
     return check
 
 
-def _json_answers(field_name: str, count: int) -> Callable[[StandIn, str], None]:
+def _json_answers(field_name: str, count: int | None = None) -> Callable[[StandIn, str], None]:
     def check(_stand: StandIn, out: str) -> None:
         decoder, answers, at = json.JSONDecoder(), [], 0
         while out[at:].strip():
             at += len(out[at:]) - len(out[at:].lstrip())
             answer, at = decoder.raw_decode(out, at)
             answers.append(answer)
-        assert len(answers) == count, out
+        assert answers, "an answer"
+        assert count is None or len(answers) == count, out
         for answer in answers:
             assert field_name in answer, answer
 
@@ -489,7 +519,25 @@ EXPECTATIONS = [
             "the stack's secrets provider, then prod's state bucket",
         ),
     ),
-    Expectation('eval "$(pulumi stack output curl)"', _json_answers("prediction", 2), needs_service=True),
+    Expectation(
+        'eval "$(pulumi stack output curl)"\ncurl', _json_answers("prediction", 2), needs_service=True
+    ),
+    Expectation('eval "$(pulumi stack output curl)"', _json_answers("prediction", 1), needs_service=True),
+    Expectation(
+        'curl "$(pulumi stack output url)/ready"', _json_answers("model_version", 1), needs_service=True
+    ),
+    Expectation(
+        "python -m infra.release",
+        lambda stand, out: _equal(bool(re.match(r"tag=content-[0-9a-f]+\n", out)), True, "the content tag"),
+    ),
+    Expectation(
+        "python scripts/runner_access.py close",
+        lambda stand, out: _equal(
+            out.strip(),
+            f"runner_access: removed 0 temporary rule(s) from {stand.outputs['ingress_group']}",
+            "close",
+        ),
+    ),
     Expectation(
         "python -m smoke", lambda stand, out: _equal(out.count("smoke: all checks passed"), 2, "smoke"), True
     ),
@@ -552,7 +600,12 @@ def test_every_docs_command_is_run_or_listed() -> None:
 
 def test_the_bootstrap_lines_left_to_their_own_test_are_the_ones_it_runs() -> None:
     theirs = {command for _, command in documented_bootstrap_commands()}
-    mine = [line for block in all_blocks() for line in block.lines if "-m account.bootstrap" in line]
+    mine = [
+        line
+        for block in all_blocks()
+        for line in block.lines
+        if "-m account.bootstrap" in line and line not in MENTIONS
+    ]
     assert mine
     for line in mine:
         assert how(line).kind == "elsewhere", line
