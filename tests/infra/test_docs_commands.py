@@ -239,14 +239,17 @@ def runnable_script(block: Block) -> list[str]:
     So a listed line's arguments are still computed: `$(pulumi stack output NAME)` must name an
     output, `$(aws ...)` runs against moto, a variable must have been set by the lines before.
     """
-    script = []
+    script: list[str] = []
+    assigned: set[str] = set()  # variables the block's own lines set (not the workflow's, e.g. SERVICE_URL)
     for line in block.lines:
         decision = how(line).kind
         if decision == "run":
             script.append(line)
+            assigned |= set(re.findall(r"(?:^|;\s*)([A-Za-z_]\w*)=", line))
         elif decision == "listed":
             script += [f'echo "$({inner})"' for inner in substitutions(line)]
-            script += [f'echo "${name}"' for name in re.findall(r"\$\{?([A-Za-z_]\w*)", line)]
+            used = re.findall(r"\$\{?([A-Za-z_]\w*)", line)
+            script += [f'echo "${name}"' for name in used if name in assigned]
     return script
 
 
