@@ -77,8 +77,8 @@ foundation = modes.Foundation(
     # deploys, which every run (CI, a PR preview, a laptop) derives the same way from the same tree.
     image=image.repo_digest,
 )
-# single: `url` and `public_ip`; fleet: `url` and `autoscaling_group`. CI reads `url` and
-# `ingress_group` (the security group it admits its runner to for the smoke test).
+# single: `url`, `public_ip`, `instance_id`; fleet: `url`, `autoscaling_group`, `load_balancer`.
+# CI reads `url` and `ingress_group` (the security group it admits its runner to for the smoke test).
 compose = modes.fleet if settings.mode == "fleet" else modes.single
 service = compose(settings, foundation)
 

@@ -46,7 +46,11 @@ class Foundation:
 
 
 def single(settings: StackSettings, base: Foundation) -> dict[str, pulumi.Output[str]]:
-    """One server behind an Elastic IP, open on the app port. Returns `url`, `public_ip`, `ingress_group`."""
+    """One server behind an Elastic IP, open on the app port.
+
+    Returns `url`, `public_ip`, `instance_id` (what `aws ssm start-session --target` takes) and
+    `ingress_group`.
+    """
     tags = settings.tags
     firewall = AppFirewall(
         "cali",
@@ -75,11 +79,19 @@ def single(settings: StackSettings, base: Foundation) -> dict[str, pulumi.Output
     port_suffix = "" if settings.app_port == 80 else f":{settings.app_port}"
     url = pulumi.Output.concat("http://", server.public_ip, port_suffix)
     # ingress_group: where CI admits its runner for the smoke test (scripts/runner_access.py).
-    return {"public_ip": server.public_ip, "url": url, "ingress_group": firewall.security_group_id}
+    return {
+        "public_ip": server.public_ip,
+        "instance_id": server.instance_id,
+        "url": url,
+        "ingress_group": firewall.security_group_id,
+    }
 
 
 def fleet(settings: StackSettings, base: Foundation) -> dict[str, pulumi.Output[str]]:
-    """Auto Scaling group behind an ALB (HTTPS with a domain): `url`, `autoscaling_group`, `ingress_group`."""
+    """Auto Scaling group behind an ALB (HTTPS with a domain).
+
+    Returns `url`, `autoscaling_group`, `load_balancer` (its ARN) and `ingress_group`.
+    """
     tags, spec, network = settings.tags, settings.fleet, base.network
     firewall = FleetFirewall(
         "cali",
@@ -164,5 +176,7 @@ def fleet(settings: StackSettings, base: Foundation) -> dict[str, pulumi.Output[
     return {
         "url": balancer.url,
         "autoscaling_group": group.group_name,
+        # what `aws elbv2 describe-load-balancer-attributes --load-balancer-arn` takes (operations.md)
+        "load_balancer": balancer.balancer.arn,
         "ingress_group": firewall.load_balancer_group_id,
     }

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra.release import PROJECT
 from model.schema import FEATURE_NAMES
 from service import telemetry
 
@@ -33,6 +34,17 @@ ERROR_RATE_PERCENT = 5.0  # 5xx share of requests over 5 minutes
 LATENCY_P99_MS = 250.0  # the p99 a worker reports, 5 minutes running
 DRIFT_SUSTAINED_PERIODS = 30  # PSI >= PSI_DRIFT every minute for half an hour
 HEALTH_PERIODS = 2  # no healthy target for two minutes
+
+
+def alarm_name(stack: str, key: str) -> str:
+    """The fixed name of one of the stack's alarms (or, with key "alarms", of their topic).
+
+    Fixed rather than auto-named (`cali-errors-1a2b3c4`), so the runbooks in docs/operations.md, the
+    console and the emails ("ALARM: <name>") all say the same; the stack in it keeps staging's and
+    prod's apart, since an alarm's name must be unique in the account (pulumi_aws
+    cloudwatch/metric_alarm.py, `name`).
+    """
+    return f"{PROJECT}-{stack}-{key}"
 
 
 @dataclass
@@ -70,7 +82,13 @@ class Monitoring(pulumi.ComponentResource):
             tags=args.tags,
             opts=child,
         )
-        self.topic = aws.sns.Topic(f"{name}-alarms", kms_master_key_id=key.arn, tags=args.tags, opts=child)
+        self.topic = aws.sns.Topic(
+            f"{name}-alarms",
+            name=alarm_name(pulumi.get_stack(), "alarms"),
+            kms_master_key_id=key.arn,
+            tags=args.tags,
+            opts=child,
+        )
         aws.sns.TopicPolicy(
             f"{name}-alarms-policy",
             arn=self.topic.arn,
@@ -164,6 +182,7 @@ class Monitoring(pulumi.ComponentResource):
         kwargs.setdefault("treat_missing_data", "notBreaching")  # no traffic is not an incident
         return aws.cloudwatch.MetricAlarm(
             f"{self._name}-{key}",
+            name=alarm_name(pulumi.get_stack(), key),
             alarm_description=description,
             alarm_actions=[self.topic.arn],
             ok_actions=[self.topic.arn],  # say when it is over, too

@@ -8,6 +8,7 @@ from functools import partial
 import pulumi
 import pulumi_aws as aws
 
+from infra.monitoring import alarm_name
 from infra.readiness import READY_TIMEOUT_S, ReadinessGate, ReadinessGateArgs
 from infra.tags import named
 
@@ -170,6 +171,7 @@ class Server(pulumi.ComponentResource):
         # action moves the instance (same id, EIP, volume) to healthy hardware.
         aws.cloudwatch.MetricAlarm(
             f"{name}-recover",
+            name=alarm_name(pulumi.get_stack(), "recover"),
             alarm_description=f"recover {name} when the system status check fails",
             namespace="AWS/EC2",
             metric_name="StatusCheckFailed_System",

@@ -2,9 +2,11 @@
 
     python scripts/rehearse.py        (or `make rehearse`; CI_REGISTRY_PORT=N for another registry port)
 
-1. A plain registry on 127.0.0.1:$CI_REGISTRY_PORT (default 5000) stands in for ECR: one already
-   answering is used as it is; else `../shared/ci/docker-engine registry` starts one (the CI
-   machine's way, on the same port); else a `registry:2` container is started (a laptop or a GitHub
+1. A plain registry stands in for ECR, one **this run starts** on its own port: CI_REGISTRY_PORT
+   when set, else a free port. It never pushes into a registry something else started: a port that
+   is already in use is refused (exit 1), because pushing there would mix this run's tags with
+   another's. The registry is `../shared/ci/docker-engine registry` (the CI machine's way;
+   CI_DOCKER_ENGINE names the tool elsewhere), else a `registry:2` container (a laptop or a GitHub
    runner, which can pull it).
 2. "Deploy" by content tag, as the Pulumi program does: the tag (infra.release.content_tag, the
    program's own function) is looked up in the registry; when it is there, nothing is built or
@@ -32,8 +34,8 @@
    fails unless the previous build ends up serving.
 7. Everything it started is removed, also when a step fails or the run is interrupted: the app
    containers, the host containers, the image tags, the staged dataset, and a registry container it
-   started. A registry started by docker-engine is left running: that tool owns it (with the engine)
-   and the next run reuses it; a plain registry cannot delete what was pushed to it either way.
+   started, with what was pushed to it (docker-engine's registry on this run's port is stopped through
+   that tool's pid file, and its storage removed).
 
 Exit status: 0 when the smoke test passed, 1 when a step failed, 77 when no registry could be had
 (the test turns that into a loud skip, or a failure in CI).
@@ -46,6 +48,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -64,8 +67,9 @@ from infra.release import MODEL_VERSION_LABEL, REVISION_LABEL, content_tag  # no
 from infra.user_data import render_user_data  # noqa: E402
 from testkit.ports import free_port  # noqa: E402
 
-DEFAULT_REGISTRY_PORT = 5000
-DOCKER_ENGINE = ROOT.parent / "shared" / "ci" / "docker-engine"
+REGISTRY_PORT_ENV = "CI_REGISTRY_PORT"  # the name docker-engine reads too
+DOCKER_ENGINE = Path(os.environ.get("CI_DOCKER_ENGINE", ROOT.parent / "shared" / "ci" / "docker-engine"))
+DOCKER_ENGINE_STATE = Path(os.environ.get("CI_DOCKER_STATE", "/var/lib/ci-docker"))  # docker-engine's STATE
 HOST_IMAGE = "python:3.11-slim-bookworm"  # the fresh host: a Debian with bash, nothing else of ours
 REGISTRY_IMAGE = "registry:2"
 NO_REGISTRY = 77
@@ -140,11 +144,6 @@ def run(args: Sequence[str], *, timeout: float, check: bool = True, **kwargs) ->
     return done
 
 
-def registry_address() -> str:
-    """127.0.0.1:<CI_REGISTRY_PORT>, the registry this run pushes to (never one it was not given)."""
-    return f"127.0.0.1:{int(os.environ.get('CI_REGISTRY_PORT', DEFAULT_REGISTRY_PORT))}"
-
-
 def registry_answers(registry: str) -> bool:
     try:
         with urllib.request.urlopen(f"http://{registry}/v2/", timeout=3) as resp:
@@ -153,14 +152,34 @@ def registry_answers(registry: str) -> bool:
         return False
 
 
+def port_in_use(port: int) -> bool:
+    """Whether anything accepts connections on 127.0.0.1:port."""
+    with socket.socket() as sock:
+        sock.settimeout(2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def registry_port() -> int:
+    """CI_REGISTRY_PORT when set (a port number), else a free loopback port."""
+    given = os.environ.get(REGISTRY_PORT_ENV, "")
+    if not given:
+        return free_port()
+    if not given.isdigit() or not 0 < int(given) < 65536:
+        raise RehearsalError(f"{REGISTRY_PORT_ENV}={given!r} is not a port number")
+    return int(given)
+
+
 class Rehearsal:
     """One run; `cleanups` undo, newest first, whatever the steps so far started."""
 
-    def __init__(self, run_id: str, smoke_wait: float, tested_image: str | None = None) -> None:
+    def __init__(
+        self, run_id: str, smoke_wait: float, tested_image: str | None = None, port: int | None = None
+    ) -> None:
         self.run_id = run_id
         self.smoke_wait = smoke_wait
         self.tested_image = tested_image
-        self.registry = registry_address()
+        self.port = registry_port() if port is None else port
+        self.registry = f"127.0.0.1:{self.port}"
         self.repo = f"{self.registry}/cali-housing"
         self.content_tag = content_tag(ROOT)
         self.tag = f"{self.repo}:{self.content_tag}"
@@ -170,11 +189,24 @@ class Rehearsal:
     # -- steps --
 
     def ensure_registry(self) -> None:
-        if registry_answers(self.registry):
-            log(f"using the registry already answering on {self.registry}")
-            return
+        """Start this run's own registry on self.port; refuse a port that something else holds."""
+        if port_in_use(self.port):
+            raise RehearsalError(
+                f"127.0.0.1:{self.port} is already in use by something this run did not start; the "
+                f"rehearsal pushes only to a registry it starts itself. Set {REGISTRY_PORT_ENV} to a free "
+                f"port, or unset it to get one"
+            )
+        log(f"starting this run's registry on {self.registry}")
         if DOCKER_ENGINE.exists():
-            done = run([str(DOCKER_ENGINE), "registry"], timeout=900, capture_output=True)
+            done = run(
+                [str(DOCKER_ENGINE), "registry"],
+                timeout=900,
+                capture_output=True,
+                env={**os.environ, REGISTRY_PORT_ENV: str(self.port)},
+            )
+            if "already answers" in done.stderr:  # something took the port between the check and the start
+                raise RehearsalError(f"another registry answered on {self.registry} first: {done.stderr}")
+            self.cleanups.append((f"registry on {self.registry}", self._stop_engine_registry))
             self._adopt_engine_env(done.stdout)
         elif shutil.which("docker"):
             name = f"cali-rehearsal-registry-{self.run_id}"
@@ -201,10 +233,31 @@ class Rehearsal:
             time.sleep(0.5)
         raise SystemExit(self._no_registry())
 
+    def _stop_engine_registry(self) -> None:
+        # docker-engine keeps one registry per port, with a pid file, a config, a log and its storage
+        # (its start_registry); `docker-engine down` would stop every registry and the engine, so this
+        # run stops only its own, checking that the pid is still a registry's (as that tool does).
+        state = DOCKER_ENGINE_STATE
+        pidfile = state / f"registry-{self.port}.pid"
+        if pidfile.is_file():
+            pid = pidfile.read_text().strip()
+            comm = Path(f"/proc/{pid}/comm")
+            if pid.isdigit() and comm.is_file() and comm.read_text().strip() == "docker-registry":
+                os.kill(int(pid), signal.SIGTERM)
+                for _ in range(60):
+                    if not Path(f"/proc/{pid}").exists():
+                        break
+                    time.sleep(0.5)
+            pidfile.unlink(missing_ok=True)
+        shutil.rmtree(state / f"registry-{self.port}", ignore_errors=True)
+        for leftover in (f"registry-{self.port}.yml", f"registry-{self.port}.log"):
+            (state / leftover).unlink(missing_ok=True)
+
     def _no_registry(self) -> int:
         log(
-            f"NO REGISTRY: nothing answers on {self.registry}, {DOCKER_ENGINE} is absent and "
-            f"`docker run {REGISTRY_IMAGE}` did not start one. Start any plain registry on {self.registry}."
+            f"NO REGISTRY: {DOCKER_ENGINE} is absent and `docker run {REGISTRY_IMAGE}` did not start one on "
+            f"{self.registry}. Install docker-engine's way (Debian's docker-registry) or allow pulling "
+            f"{REGISTRY_IMAGE}."
         )
         self.teardown()
         return NO_REGISTRY
@@ -510,7 +563,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the tested local image to push when the registry lacks its content tag",
     )
     args = parser.parse_args(argv)
-    rehearsal = Rehearsal(uuid.uuid4().hex[:10], args.smoke_wait, args.image)
+    try:
+        rehearsal = Rehearsal(uuid.uuid4().hex[:10], args.smoke_wait, args.image)
+    except RehearsalError as err:
+        log(f"FAILED: {err}")
+        return 1
 
     def interrupted(signum: int, _frame: object) -> None:
         raise RehearsalError(f"interrupted by signal {signum}")

@@ -22,9 +22,9 @@ know, the aws CLI refused): the caller treats that as 1, since a build nobody co
 known to be good. The workflow then deploys the previous digest (docs/ci-cd.md, "Guardrail
 rollback"); the rehearsal (scripts/rehearse.py) does the same against a local registry.
 
-The alarms' names: the program lets Pulumi name them (`cali-errors-<suffix>`), so they are read from
-the stack's state (`pulumi stack export`, `--state`): the MetricAlarm resources whose logical names
-are in GUARDRAIL_ALARMS. Standard library only, like the smoke client; the aws CLI is on every
+The alarms' names (`cali-housing-<stack>-errors`, infra/monitoring.py `alarm_name`) are read from
+the stack's state (`pulumi stack export`, `--state`), not rebuilt here: the MetricAlarm resources
+whose logical names are in GUARDRAIL_ALARMS, so a renamed alarm cannot be missed. Standard library only, like the smoke client; the aws CLI is on every
 GitHub runner.
 """
 

@@ -1,13 +1,17 @@
-"""Shared fixtures, and the test groups that need a Docker engine or a browser.
+"""Shared fixtures, and the test groups that need a Docker engine, a browser or the AWS CLI.
 
-On a machine without Docker or Chromium those groups are skipped, and the run ends with a loud
-banner naming them. With CALI_REQUIRE_ALL_GROUPS=1 (set by .ci/run) a missing group is a failure
-instead, so CI never passes on skipped groups.
+On a machine without Docker, Chromium or an `aws` command those groups are skipped, and the run
+ends with a loud banner naming them. Docker counts as missing also when its client cannot build with
+BuildKit (a Docker 23+ client without the buildx plugin, as Debian-style installs often are): the
+image's build needs it, and the banner then names the package to install. With
+CALI_REQUIRE_ALL_GROUPS=1 (set by .ci/run) a missing group is a failure instead, so CI never passes
+on skipped groups.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from functools import cache
@@ -16,6 +20,7 @@ import pytest
 
 from model.artifact import METADATA_FILE
 from model.evaluate import DEFAULT_MAX_TEST_RMSE
+from testkit.docker import PREBUILT, buildkit_problem
 
 REQUIRE_ALL = os.environ.get("CALI_REQUIRE_ALL_GROUPS") == "1"
 CHROMIUM = "/usr/bin/chromium"
@@ -34,14 +39,17 @@ CHROMIUM_ARGS = (
 
 @cache
 def docker_available() -> str | None:
-    """None when a Docker engine answers, else why not."""
+    """None when a Docker engine answers and the client can build the image, else why not (and the fix)."""
     if shutil.which("docker") is None:
         return "no docker client on PATH"
     try:
         done = subprocess.run(["docker", "info"], capture_output=True, timeout=20, check=False)
     except subprocess.TimeoutExpired:
         return "docker info timed out"
-    return None if done.returncode == 0 else "no Docker engine answers (docker info failed)"
+    if done.returncode != 0:
+        return "no Docker engine answers (docker info failed)"
+    # An image built elsewhere (CALI_TEST_IMAGE_BUILT=1) is only run here: no build, no BuildKit needed.
+    return None if PREBUILT else buildkit_problem()
 
 
 @cache
@@ -56,7 +64,31 @@ def chromium_available() -> str | None:
     return None
 
 
-GROUPS = {"docker": docker_available, "browser": chromium_available}
+# The first AWS CLI releases that read AWS_ENDPOINT_URL, which is how the tests point it at moto
+# (AWS SDKs and Tools Reference Guide, "Service-specific endpoints", compatibility table).
+AWSCLI_ENDPOINT_URL_SINCE = {1: (1, 29), 2: (2, 13)}
+
+
+@cache
+def awscli_available() -> str | None:
+    """None when an AWS CLI that honours AWS_ENDPOINT_URL is on PATH, else why not and how to get one."""
+    install = (
+        "install AWS CLI v2 (https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html)"
+    )
+    if shutil.which("aws") is None:
+        return f"no `aws` on PATH (the docs' AWS commands run through it against moto); {install}"
+    done = subprocess.run(["aws", "--version"], capture_output=True, text=True, timeout=30, check=False)
+    found = re.search(r"aws-cli/(\d+)\.(\d+)", done.stdout + done.stderr)
+    if done.returncode != 0 or found is None:
+        return f"`aws --version` failed: {(done.stdout + done.stderr)[-300:]}"
+    version = (int(found[1]), int(found[2]))
+    since = AWSCLI_ENDPOINT_URL_SINCE.get(version[0])
+    if since is None or version < since:
+        return f"aws-cli/{found[1]}.{found[2]} ignores AWS_ENDPOINT_URL, so it cannot reach moto; {install}"
+    return None
+
+
+GROUPS = {"docker": docker_available, "browser": chromium_available, "awscli": awscli_available}
 _skipped: dict[str, str] = {}
 
 

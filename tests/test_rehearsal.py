@@ -1,16 +1,18 @@
 """The deploy rehearsal (`make rehearse`): image -> registry -> the real user-data -> guardrail.
 
-The full run is in the docker group: it needs an engine and a registry on 127.0.0.1:$CI_REGISTRY_PORT
-(default 5000), which scripts/rehearse.py finds or starts (../shared/ci/docker-engine here, a
-`registry:2` container on a laptop or a GitHub runner). When it can get none it exits 77, and this
-test skips loudly, or fails where CALI_REQUIRE_ALL_GROUPS=1 (CI). It covers the single-mode guardrail
-rollback: a broken build whose /predict fails after /ready passes ends with the previous build serving.
+The full run is in the docker group: it needs an engine and a registry of its own, which
+scripts/rehearse.py starts on a free port (../shared/ci/docker-engine here, a `registry:2` container
+on a laptop or a GitHub runner); it refuses a port something else holds. When it can start none it
+exits 77, and this test skips loudly, or fails where CALI_REQUIRE_ALL_GROUPS=1 (CI).
+It covers the single-mode guardrail rollback: a broken build whose /predict fails after /ready
+passes ends with the previous build serving.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -39,9 +41,7 @@ def test_the_image_booted_by_the_real_user_data_passes_and_a_broken_build_is_rol
     )
     output = done.stdout + done.stderr
     if done.returncode == 77:
-        message = (
-            f"deploy rehearsal: no registry on {load_script().registry_address()} could be found or started"
-        )
+        message = "deploy rehearsal: no registry of its own could be started"
         if REQUIRE_ALL:
             pytest.fail(f"{message} (CALI_REQUIRE_ALL_GROUPS=1 forbids skipping it)", pytrace=False)
         pytest.skip(message)
@@ -59,6 +59,7 @@ def test_the_image_booted_by_the_real_user_data_passes_and_a_broken_build_is_rol
     assert "ROLLED BACK: the broken build was undone" in output
     assert output.count("guardrail: keep the build") == 2, "the good build, then the rolled-back one"
     (run_id,) = set(re.findall(r"cali-rehearsal-host-([0-9a-f]{10})-\d", output))
+    (registry,) = set(re.findall(r"starting this run's registry on (127\.0\.0\.1:\d+)", output))
     left = subprocess.run(
         ["docker", "ps", "--all", "--quiet", "--filter", f"name=cali-rehearsal-.*-{run_id}"],
         capture_output=True,
@@ -67,7 +68,7 @@ def test_the_image_booted_by_the_real_user_data_passes_and_a_broken_build_is_rol
         check=True,
     )
     assert left.stdout.strip() == "", "the rehearsal's containers are gone"
-    repo = f"{load_script().registry_address()}/cali-housing"
+    repo = f"{registry}/cali-housing"
     for tag in (load_script().content_tag(ROOT), f"rehearsal-broken-{run_id}"):
         tags = subprocess.run(
             ["docker", "images", "--quiet", f"{repo}:{tag}"],
@@ -77,6 +78,10 @@ def test_the_image_booted_by_the_real_user_data_passes_and_a_broken_build_is_rol
             check=True,
         )
         assert tags.stdout.strip() == "", f"the rehearsal's image tag {tag} is gone"
+
+    host, port = registry.split(":")
+    with socket.socket() as sock:
+        assert sock.connect_ex((host, int(port))) != 0, "the rehearsal's own registry is stopped"
 
 
 class Recorded:
@@ -170,10 +175,59 @@ def test_the_rehearsal_tags_the_image_by_the_programs_content_tag() -> None:
     rehearse = load_script()
     from infra.release import content_tag
 
-    assert (
-        rehearse.Rehearsal("0123456789", smoke_wait=1).tag
-        == f"{rehearse.registry_address()}/cali-housing:{content_tag(ROOT)}"
-    )
+    rehearsal = rehearse.Rehearsal("0123456789", smoke_wait=1)
+    assert rehearsal.tag == f"127.0.0.1:{rehearsal.port}/cali-housing:{content_tag(ROOT)}"
+
+
+def test_the_rehearsal_refuses_a_registry_port_that_something_else_holds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rehearse = load_script()
+    commands: list[list[str]] = []
+    monkeypatch.setattr(rehearse, "run", lambda args, **_: commands.append(list(args)))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        monkeypatch.setenv("CI_REGISTRY_PORT", str(taken.getsockname()[1]))
+        rehearsal = rehearse.Rehearsal("0123456789", smoke_wait=1)
+        with pytest.raises(
+            rehearse.RehearsalError, match="already in use by something this run did not start"
+        ):
+            rehearsal.ensure_registry()
+    assert commands == [], "nothing was started or pushed"
+
+
+def test_without_a_given_port_each_run_starts_its_own_registry_on_a_free_port_and_stops_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    rehearse = load_script()
+    monkeypatch.delenv("CI_REGISTRY_PORT", raising=False)
+    engine = tmp_path / "docker-engine"
+    engine.write_text("#!/bin/sh\n")
+    monkeypatch.setattr(rehearse, "DOCKER_ENGINE", engine)
+    monkeypatch.setattr(rehearse, "DOCKER_ENGINE_STATE", tmp_path)
+    started: list[dict[str, str]] = []
+
+    def fake_run(args, **kwargs):
+        started.append(kwargs["env"])
+        (tmp_path / f"registry-{kwargs['env']['CI_REGISTRY_PORT']}").mkdir()
+        return subprocess.CompletedProcess(args, 0, stdout="", stderr="starting a registry")
+
+    monkeypatch.setattr(rehearse, "run", fake_run)
+    monkeypatch.setattr(rehearse, "registry_answers", lambda registry: True)
+    rehearsal = rehearse.Rehearsal("0123456789", smoke_wait=1)
+    rehearsal.ensure_registry()
+    assert started[0]["CI_REGISTRY_PORT"] == str(rehearsal.port)
+    assert rehearsal.port != 5000, "not the shared default port"
+    assert (tmp_path / f"registry-{rehearsal.port}").is_dir()
+    rehearsal.teardown()
+    assert not (tmp_path / f"registry-{rehearsal.port}").exists(), "its storage goes with it"
+
+
+def test_a_port_that_is_not_a_number_fails_before_anything_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    rehearse = load_script()
+    monkeypatch.setenv("CI_REGISTRY_PORT", "five thousand")
+    assert rehearse.main([]) == 1
 
 
 def test_a_failed_step_still_tears_down_what_was_started(monkeypatch: pytest.MonkeyPatch) -> None:

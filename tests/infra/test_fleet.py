@@ -303,6 +303,7 @@ def test_without_a_domain_plain_http_on_the_load_balancers_name(fleet: Deploymen
     assert fleet.of_type("aws:route53/record:Record") == []
     assert not [c for c in fleet.calls if c[0] == "aws:route53/getZone:getZone"]
     assert fleet.exports["url"] == f"http://{ALB_DNS}"
+    assert fleet.exports["load_balancer"] == fleet.one("aws:lb/loadBalancer:LoadBalancer").inputs["arn"]
 
 
 def test_with_a_domain_https_with_a_modern_tls_policy_and_80_redirects(fleet_https: Deployment) -> None:
@@ -383,6 +384,7 @@ def test_fleet_exports_what_ci_and_a_user_need(fleet: Deployment) -> None:
     assert set(fleet.exports) == {
         "url",
         "autoscaling_group",
+        "load_balancer",
         "ingress_group",
         "image",
         "state_bucket",

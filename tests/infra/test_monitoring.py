@@ -151,3 +151,21 @@ def test_alert_email_subscribes_to_the_topic() -> None:
 def test_a_malformed_alert_email_names_the_key() -> None:
     with pytest.raises(StackConfigError, match="alertEmail"):
         run_program(cli_config("prod", alertEmail="not an address"))
+
+
+def test_alarms_and_topic_have_fixed_names_that_carry_the_stack(prod: Deployment, fleet: Deployment) -> None:
+    # fixed, so the runbooks (docs/operations.md) and the emails name them alike; the stack keeps
+    # staging's and prod's apart (an alarm's name is unique in the account)
+    assert sorted(a.inputs["name"] for a in prod.of_type(ALARM)) == [
+        "cali-housing-prod-drift",
+        "cali-housing-prod-errors",
+        "cali-housing-prod-latency",
+        "cali-housing-prod-recover",
+    ]
+    assert sorted(a.inputs["name"] for a in fleet.of_type(ALARM)) == [
+        "cali-housing-prod-drift",
+        "cali-housing-prod-errors",
+        "cali-housing-prod-latency",
+        "cali-housing-prod-no-healthy-target",
+    ]
+    assert prod.one(TOPIC).inputs["name"] == "cali-housing-prod-alarms"

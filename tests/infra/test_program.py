@@ -259,6 +259,7 @@ def test_every_resource_belongs_to_a_component(prod: Deployment) -> None:
 def test_every_export_is_present(prod: Deployment) -> None:
     assert set(prod.exports) == {
         "public_ip",
+        "instance_id",
         "url",
         "ingress_group",
         "image",
@@ -268,6 +269,9 @@ def test_every_export_is_present(prod: Deployment) -> None:
     }
     assert prod.exports["url"] == f"http://{PUBLIC_IP}"
     assert prod.exports["log_group"] == "cali-logs"
+    # the server's id, for `aws ssm start-session --target "$(pulumi stack output instance_id)"`
+    (instance,) = prod.of_type("aws:ec2/instance:Instance")
+    assert prod.exports["instance_id"] == f"{instance.name}-id"
 
 
 def test_curl_export_posts_a_valid_example_to_predict(prod: Deployment) -> None:
