@@ -24,8 +24,8 @@ rollback"); the rehearsal (scripts/rehearse.py) does the same against a local re
 
 The alarms' names (`cali-housing-<stack>-errors`, infra/monitoring.py `alarm_name`) are read from
 the stack's state (`pulumi stack export`, `--state`), not rebuilt here: the MetricAlarm resources
-whose logical names are in GUARDRAIL_ALARMS, so a renamed alarm cannot be missed. Standard library only, like the smoke client; the aws CLI is on every
-GitHub runner.
+whose logical names are in GUARDRAIL_ALARMS, so a renamed alarm cannot be missed. Standard library
+only, like the smoke client; the aws CLI is on every GitHub runner.
 """
 
 from __future__ import annotations

@@ -88,15 +88,49 @@ NOT_OFFLINE: dict[str, str] = {
     "python -m smoke.drift_report": "a template, or the drift-report workflow's step with its SERVICE_URL; "
     "tests/test_smoke.py runs the report against the real service",
     "python -m model.gate": "a template (URL); tests/test_gate.py runs the gate against a real service",
+    "aws iam simulate-principal-policy": "IAM's policy simulator evaluates the role's real policies in "
+    "an AWS account, and moto evaluates no IAM; tests/account/test_authorization.py evaluates the same "
+    "requests offline against the rendered policies",
+    "python -m smoke.guardrail URL": "a template (URL, V, R stand for values); tests/test_guardrail.py runs "
+    "the guardrail against HTTP servers on loopback, and the rehearsal runs it against containers",
+    "aws ecr delete-repository": "deletes a repository and its images for good, a step a person takes on "
+    "purpose at teardown (`<stack>` stands for the name); its arguments are checked here",
+    "python -u -m pulumi.policy": "what Pulumi's language host runs (`<engine>` is the engine's address); "
+    "tests/policy/test_pack_venv.py starts the pack exactly so, from policy/.venv",
+    "python -m bench.first_run": "a benchmark: clones the tree and trains (about a minute), run by hand",
+    "python -m bench.drift_noise": "a benchmark: 300 draws of the test split, run by hand",
+    "python -m model.cache": "tests/test_cache.py::test_the_committed_evaluation_matches_this_checkout "
+    "runs the same check",
     "python -m model.train": "a usage synopsis ([--out DIR] ...); `make train` and tests/test_model.py train",
 }
 # Inline spans that name a command in a sentence rather than give one to run (exact matches only).
 MENTIONS: dict[str, str] = {
+    "python -m smoke.guardrail": "the guardrail's name in a sentence; tests/test_guardrail.py runs it",
+    "python -m pulumi.policy": "the pack's entry point named in a sentence; "
+    "tests/policy/test_pack_venv.py runs it",
+    "aws cloudwatch describe-alarms": "the guardrail's call named in a sentence; tests/test_guardrail.py "
+    "runs smoke/guardrail.py with a stand-in aws that answers it",
     "python -m smoke": "the smoke command's name in a sentence; ci-cd.md's block runs it",
     "python -m account.bootstrap": "the bootstrap's name in a sentence; its command lines are run as written "
     "by tests/account/test_bootstrap.py",
 }
+PACK_VENV = (
+    "the policy pack's own venv: `make dev` makes the same (Makefile PACK_STAMP), and tests/policy/"
+    "test_pack_venv.py::test_the_pack_venv_holds_exactly_the_locked_versions checks it against the lock"
+)
 ELSEWHERE: dict[str, str] = {
+    "python3 -m venv policy/.venv": PACK_VENV,
+    "policy/.venv/bin/pip install": PACK_VENV,
+    "rm -rf policy/.venv": PACK_VENV,
+    "grep -v '^-c ' policy/requirements.txt": PACK_VENV,
+    "{ grep '^#' policy/constraints.txt": PACK_VENV,
+    "mv policy/constraints.new": PACK_VENV,
+    ".venv/bin/python -m account.registries keep-in-state": "on an export of the previous version's state, "
+    "by tests/infra/test_migration.py::"
+    "test_keep_in_state_marks_the_old_repositories_retained_and_nothing_else "
+    "(the export itself needs the Pulumi CLI)",
+    "rm state.json": "the migration's scratch file, made by `pulumi stack export` (Pulumi CLI); "
+    "tests/infra/test_migration.py::test_the_documented_commands_are_in_order pins the block",
     "AWS_REGION=us-east-1 .venv/bin/python -m account.bootstrap": "against moto, as written, by "
     "tests/account/test_bootstrap.py::test_each_documented_bootstrap_command_runs_as_written",
     "make bootstrap": "would install into .venv first (make dev); "
@@ -244,7 +278,7 @@ def runnable_script(block: Block) -> list[str]:
         decision = how(line).kind
         if decision == "run":
             script.append(line)
-            assigned |= set(re.findall(r"(?:^|;\s*)([A-Za-z_]\w*)=", line))
+            assigned |= set(re.findall(r"(?:^|[;\s])([A-Za-z_]\w*)=", line))
         elif decision == "listed":
             script += [f'echo "$({inner})"' for inner in substitutions(line)]
             used = re.findall(r"\$\{?([A-Za-z_]\w*)", line)
@@ -478,6 +512,11 @@ def _outputs(*names: str) -> Callable[[StandIn, str], None]:
 
 EXPECTATIONS = [
     Expectation("copy-object", _restored),
+    # The simulator lines are listed (an account's IAM only); what runs is the variables they use.
+    Expectation(
+        "simulate-principal-policy",
+        lambda stand, out: _equal(set(out.split()), {"123456789012", "us-east-1"}, "the account and region"),
+    ),
     Expectation(
         "describe-load-balancer-attributes", lambda stand, out: _equal(out.split(), ["60"], "idle timeout")
     ),
@@ -492,7 +531,7 @@ EXPECTATIONS = [
     ),
     Expectation('aws logs tail "$(pulumi stack output log_group)" --follow', _outputs("log_group")),
     Expectation("describe-instance-refreshes", _outputs("autoscaling_group")),
-    Expectation("gh variable set SERVICE_URL", _outputs("url")),
+    Expectation("gh variable set SERVICE_URL", _outputs("url", "ingress_group")),
     Expectation(
         "aws ecr describe-images --repository-name cali-housing-prod --query",
         lambda stand, out: _equal(
