@@ -132,9 +132,13 @@ def check_cidrs(key: str, value: object) -> tuple[str, ...]:
     return tuple(value)
 
 
+# The ports appPort may take: every TCP port but 22, since the server has no SSH.
+APP_PORT_RANGES = ((1, 21), (23, 65535))
+
+
 def check_port(key: str, value: int) -> int:
     """A TCP port the public may reach; never 22, since the server has no SSH."""
-    if not 1 <= value <= 65535 or value == 22:
+    if not any(low <= value <= high for low, high in APP_PORT_RANGES):
         raise StackConfigError(
             key, value, "an integer from 1 to 65535, not 22 (use Session Manager, not SSH)"
         )

@@ -60,8 +60,9 @@ class FleetArgs:
         min_healthy_percent: Share of the desired capacity kept healthy during an instance refresh.
         scaling: The target-tracking policy.
         tags: Tags for every taggable resource and every instance and volume launched.
-        boot_dependencies: What an instance needs while it boots (the VPC endpoints): the group is
-            created after them, so its first instances do not exhaust their retries pulling.
+        boot_dependencies: What an instance needs while it boots (the VPC endpoints) and what must
+            exist before its create can wait for healthy instances (the listener that puts the target
+            group in use): the group is created after them.
         guardrail_alarms: Alarm names whose ALARM state fails (and so rolls back) an instance refresh.
     """
 
@@ -217,8 +218,19 @@ class Fleet(pulumi.ComponentResource):
             # Instances and volumes get their tags from the launch template; these tag the group.
             tags=[{"key": k, "value": v, "propagate_at_launch": False} for k, v in tags("asg").items()],
             # The scaling policy owns the running count; an `up` must not reset it to fleetDesiredSize.
+            # A new target group (appPort changed) is a NEW group, never this one's attachment
+            # rewritten in place (which would detach the old instances from the serving target group
+            # at once). Create-before-delete (the name is auto-named, so both coexist): the engine
+            # creates the replacement first, its create returns once min_elb_capacity instances are
+            # healthy in the new target group, the serving listeners (which depend on this group)
+            # switch after that, and the old group is deleted at the end of the `up`
+            # (pulumi/pulumi pkg/resource/deploy/step_generator.go, deployment_executor.go).
             opts=pulumi.ResourceOptions(
-                parent=self, ignore_changes=["desiredCapacity"], depends_on=args.boot_dependencies
+                parent=self,
+                ignore_changes=["desiredCapacity"],
+                depends_on=args.boot_dependencies,
+                replace_on_changes=["targetGroupArns"],
+                delete_before_replace=False,
             ),
         )
         aws.autoscaling.Policy(

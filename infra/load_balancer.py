@@ -16,6 +16,11 @@ from service.timeouts import LOAD_BALANCER_IDLE_TIMEOUT_S
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 # The app answers 200 here only once the model is loaded (GET /health answers before that).
 HEALTH_CHECK_PATH = "/ready"
+# A listener nobody can reach (the balancer's security group admits 80 and 443 only) that keeps the
+# target group in use: AWS health-checks only the targets of a target group a listener forwards to
+# (TargetHealth reason Target.NotInUse otherwise), and a new Auto Scaling group's create waits until
+# its instances are healthy there (min_elb_capacity), before the serving listeners switch to it.
+HEALTH_LISTENER_PORT = 8008
 
 
 @dataclass
@@ -74,7 +79,10 @@ REDIRECT_TO_HTTPS = [
 
 
 class LoadBalancer(pulumi.ComponentResource):
-    """Internet-facing ALB, a target group checked on /ready, HTTP (or HTTPS plus redirect), alias record."""
+    """Internet-facing ALB, a target group checked on /ready, its health listener and alias record.
+
+    The serving listeners come from `serve`, once the instances exist.
+    """
 
     def __init__(self, name: str, args: LoadBalancerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("cali:aws:LoadBalancer", name, None, opts)
@@ -121,30 +129,21 @@ class LoadBalancer(pulumi.ComponentResource):
             tags=tags("tg"),
             opts=child,
         )
-        https = args.https
-        aws.lb.Listener(
-            f"{name}-http",
+        self._name, self._tags, self._https = name, tags, args.https
+        # Switches to a new target group as soon as it exists; only health checks pass through it.
+        self.health_listener = aws.lb.Listener(
+            f"{name}-health",
             load_balancer_arn=self.balancer.arn,
-            port=80,
+            port=HEALTH_LISTENER_PORT,
             protocol="HTTP",
-            default_actions=REDIRECT_TO_HTTPS if https else forward(self.target_group.arn),
-            tags=tags("http"),
+            default_actions=forward(self.target_group.arn),
+            tags=tags("health"),
             opts=child,
         )
+        https = args.https
         if https is None:
             self.url: pulumi.Output[str] = pulumi.Output.concat("http://", self.balancer.dns_name)
         else:
-            aws.lb.Listener(
-                f"{name}-https",
-                load_balancer_arn=self.balancer.arn,
-                port=443,
-                protocol="HTTPS",
-                ssl_policy=TLS_POLICY,
-                certificate_arn=https.certificate_arn,
-                default_actions=forward(self.target_group.arn),
-                tags=tags("https"),
-                opts=child,
-            )
             aws.route53.Record(
                 f"{name}-alias",
                 zone_id=https.zone_id,
@@ -170,3 +169,38 @@ class LoadBalancer(pulumi.ComponentResource):
         self.register_outputs(
             {"url": self.url, "dns_name": self.dns_name, "target_group_arn": self.target_group_arn}
         )
+
+    def serve(self, after: list[pulumi.Resource]) -> None:
+        """The serving listeners: HTTP (or HTTPS plus a redirect), forwarding to the target group.
+
+        Declared apart from the balancer so that they can wait for the instances: a changed target
+        group (appPort) is a new one, and the listeners must not switch to it before the new Auto
+        Scaling group's create has returned with healthy instances in it; until then the old group
+        keeps serving through the old target group.
+
+        Args:
+            after: What the listeners' update waits for (the fleet's Auto Scaling group).
+        """
+        opts = pulumi.ResourceOptions(parent=self, depends_on=after)
+        https, tags, name = self._https, self._tags, self._name
+        aws.lb.Listener(
+            f"{name}-http",
+            load_balancer_arn=self.balancer.arn,
+            port=80,
+            protocol="HTTP",
+            default_actions=REDIRECT_TO_HTTPS if https else forward(self.target_group.arn),
+            tags=tags("http"),
+            opts=opts,
+        )
+        if https is not None:
+            aws.lb.Listener(
+                f"{name}-https",
+                load_balancer_arn=self.balancer.arn,
+                port=443,
+                protocol="HTTPS",
+                ssl_policy=TLS_POLICY,
+                certificate_arn=https.certificate_arn,
+                default_actions=forward(self.target_group.arn),
+                tags=tags("https"),
+                opts=opts,
+            )

@@ -97,7 +97,6 @@ def fleet(settings: StackSettings, base: Foundation) -> dict[str, pulumi.Output[
         "cali",
         FleetFirewallArgs(
             vpc_id=network.vpc_id,
-            app_port=settings.app_port,
             cidrs=settings.allowed_cidrs,
             https=spec.https,
             tags=tags,
@@ -155,11 +154,16 @@ def fleet(settings: StackSettings, base: Foundation) -> dict[str, pulumi.Output[
             min_healthy_percent=spec.min_healthy_percent,
             scaling=ScalingArgs(spec.scaling_metric, target, balancer.request_count_label),
             tags=tags,
-            boot_dependencies=[endpoints],
+            boot_dependencies=[endpoints, balancer.health_listener],
             guardrail_alarms=base.monitoring.guardrail_alarm_names,
         ),
     )
-    base.monitoring.watch_targets(balancer.balancer.arn_suffix, balancer.target_group.arn_suffix)
+    # Blue/green on a new target group: the public listeners switch only once the (new) group's
+    # create has returned with healthy instances behind the target group.
+    balancer.serve(after=[group.group])
+    base.monitoring.watch_targets(
+        balancer.balancer.arn_suffix, balancer.target_group.arn_suffix, after=[group.group]
+    )
     # `up` returns when the instance refresh has succeeded, not when it starts (infra/rollout.py),
     # so the smoke test that follows talks to the new instances only.
     RolloutWait(

@@ -158,9 +158,19 @@ class Monitoring(pulumi.ComponentResource):
         self.register_outputs({"topic_arn": self.topic_arn})
 
     def watch_targets(
-        self, load_balancer_suffix: pulumi.Input[str], target_group_suffix: pulumi.Input[str]
+        self,
+        load_balancer_suffix: pulumi.Input[str],
+        target_group_suffix: pulumi.Input[str],
+        after: list[pulumi.Resource] | None = None,
     ) -> None:
-        """Add the fleet's alarm: no healthy target behind the load balancer (fleet mode calls this)."""
+        """Add the fleet's alarm: no healthy target behind the load balancer (fleet mode calls this).
+
+        Args:
+            load_balancer_suffix: The balancer's ARN suffix (the metric's LoadBalancer dimension).
+            target_group_suffix: The target group's ARN suffix (its TargetGroup dimension).
+            after: What the alarm's update waits for: the Auto Scaling group, so that a new target
+                group (appPort) is watched once its instances are healthy, not while they boot.
+        """
         self.alarms.append(
             self._alarm(
                 "no-healthy-target",
@@ -175,10 +185,13 @@ class Monitoring(pulumi.ComponentResource):
                 dimensions={"LoadBalancer": load_balancer_suffix, "TargetGroup": target_group_suffix},
                 # no data from the load balancer means nothing reports healthy either
                 treat_missing_data="breaching",
+                depends_on=after or [],
             )
         )
 
-    def _alarm(self, key: str, description: str, **kwargs: object) -> aws.cloudwatch.MetricAlarm:
+    def _alarm(
+        self, key: str, description: str, depends_on: list[pulumi.Resource] | None = None, **kwargs: object
+    ) -> aws.cloudwatch.MetricAlarm:
         kwargs.setdefault("treat_missing_data", "notBreaching")  # no traffic is not an incident
         return aws.cloudwatch.MetricAlarm(
             f"{self._name}-{key}",
@@ -187,7 +200,7 @@ class Monitoring(pulumi.ComponentResource):
             alarm_actions=[self.topic.arn],
             ok_actions=[self.topic.arn],  # say when it is over, too
             tags=self._tags,
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on or []),
             **kwargs,
         )
 

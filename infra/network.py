@@ -12,6 +12,7 @@ from functools import partial
 import pulumi
 import pulumi_aws as aws
 
+from infra.config import APP_PORT_RANGES
 from infra.logs import FlowLogs, FlowLogsArgs
 from infra.tags import RUNNER_ACCESS_TAG, named
 
@@ -177,14 +178,12 @@ class FleetFirewallArgs:
 
     Attributes:
         vpc_id: The VPC both groups belong to.
-        app_port: The port the instances serve the load balancer on.
         cidrs: The networks allowed to reach the load balancer.
         https: True when the load balancer listens on 443 too (a domain is configured).
         tags: Tags for both groups.
     """
 
     vpc_id: pulumi.Input[str]
-    app_port: int
     cidrs: tuple[str, ...]
     https: bool
     tags: dict[str, str]
@@ -205,6 +204,26 @@ def load_balancer_ingress(cidrs: tuple[str, ...], https: bool) -> list[dict[str,
     ]
 
 
+def app_port_rules(**source: list[pulumi.Input[str]]) -> list[dict[str, object]]:
+    """TCP between the load balancer and the instances on every port appPort may take (not 22).
+
+    Port-independent on purpose: a fleet's appPort change is blue/green (infra/modes.py): a new
+    target group and a new Auto Scaling group on the new port come up while the old instances still
+    serve on the old one, so both ports must be open at once. An inline rule holds one port, and the
+    provider applies a changed rule in place, revoking the old port at the start of the `up`; a
+    standalone rule per port would duplicate the inline rule of a stack made by the previous version
+    (AWS refuses a duplicate permission). What stays narrow: only the load balancer's group is the
+    source, and a load balancer opens connections only to its registered targets' port.
+
+    Args:
+        **source: The peer, as a security group rule names it (`cidr_blocks` or `security_groups`).
+    """
+    return [
+        {"description": "app", "protocol": "tcp", "from_port": low, "to_port": high, **source}
+        for low, high in APP_PORT_RANGES
+    ]
+
+
 class FleetFirewall(pulumi.ComponentResource):
     """Two security groups: the load balancer's, open to the allowed networks; the instances', open to it."""
 
@@ -218,17 +237,11 @@ class FleetFirewall(pulumi.ComponentResource):
             description="cali-housing load balancer: HTTP(S) from the allowed networks",
             vpc_id=args.vpc_id,
             ingress=load_balancer_ingress(args.cidrs, args.https),
-            # To the instances only. By VPC range, not by the instances' group: each group naming the
-            # other inline would be a dependency cycle, and standalone rules would hide from the tests.
-            egress=[
-                {
-                    "description": "app",
-                    "protocol": "tcp",
-                    "from_port": args.app_port,
-                    "to_port": args.app_port,
-                    "cidr_blocks": [VPC_CIDR],
-                }
-            ],
+            # To the instances only, by VPC range (each group naming the other inline would be a
+            # dependency cycle, and standalone rules would hide from the tests), on every port appPort
+            # may take: a change of appPort must not touch this group, or the provider would revoke the
+            # old port while the old instances still serve (see app_port_rules).
+            egress=app_port_rules(cidr_blocks=[VPC_CIDR]),
             tags={**named(args.tags, name, "lb-sg"), **RUNNER_ACCESS_TAG},
             opts=child,
         )
@@ -237,15 +250,7 @@ class FleetFirewall(pulumi.ComponentResource):
             description="cali-housing fleet instances: the app port from the load balancer only",
             vpc_id=args.vpc_id,
             # The only way in is through the load balancer: no CIDR here, so not even the VPC reaches it.
-            ingress=[
-                {
-                    "description": "app from the load balancer",
-                    "protocol": "tcp",
-                    "from_port": args.app_port,
-                    "to_port": args.app_port,
-                    "security_groups": [balancer.id],
-                }
-            ],
+            ingress=app_port_rules(security_groups=[balancer.id]),
             egress=EGRESS_RULES,
             tags=named(args.tags, name, "instance-sg"),
             opts=child,

@@ -50,6 +50,7 @@ LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 TARGET_GROUP = "aws:lb/targetGroup:TargetGroup"
 ASSOCIATION = "aws:ec2/eipAssociation:EipAssociation"
 GROUP = "aws:autoscaling/group:Group"
+LISTENER = "aws:lb/listener:Listener"
 
 # Replace-on-change inputs of the types a setting reaches: the terraform-provider-aws schema's
 # ForceNew attributes (internal/service/<service>/<resource>.go), in Pulumi's input names. Read in
@@ -65,7 +66,7 @@ FORCE_NEW: dict[str, frozenset[str]] = {
     LAUNCH_TEMPLATE: frozenset({"name", "namePrefix"}),  # every other change is a new version
     GROUP: frozenset({"name", "namePrefix"}),
     TARGET_GROUP: frozenset({"name", "namePrefix", "port", "protocol", "vpcId", "targetType"}),
-    "aws:lb/listener:Listener": frozenset({"loadBalancerArn"}),
+    LISTENER: frozenset({"loadBalancerArn"}),
     "aws:lb/loadBalancer:LoadBalancer": frozenset({"name", "namePrefix", "internal", "loadBalancerType"}),
     "aws:ec2/subnet:Subnet": frozenset({"vpcId", "cidrBlock", "availabilityZone"}),
     "aws:ec2/routeTableAssociation:RouteTableAssociation": frozenset({"subnetId"}),
@@ -154,7 +155,7 @@ IN_PLACE = "in place"
 STOP_START = "in place, the server stopped and started"
 GATED = "new server through the gate"
 REFRESH = "fleet refresh"
-REFRESH_NEW_TARGETS = "fleet refresh, new target group"
+BLUE_GREEN = "new fleet behind a new target group"
 REBUILD = "rebuilt: a new address"
 REFUSED = "refused (a protected resource would be replaced)"
 DOWNTIME = {
@@ -163,7 +164,7 @@ DOWNTIME = {
     STOP_START: "minutes",
     GATED: "seconds (the address moves)",
     REFRESH: "none (rolling; alarms roll it back)",
-    REFRESH_NEW_TARGETS: "until the new instances pass health checks",
+    BLUE_GREEN: "none (the listeners switch once the new instances are healthy)",
     REBUILD: "minutes; clients need the new address",
     REFUSED: "none (nothing is done)",
 }
@@ -189,8 +190,13 @@ def outcome(steps: list[Step], changed: Deployment) -> str:
         return GATED
     if any(s.typ == INSTANCE and s.op == "update" and STOPPING & set(s.keys) for s in steps):
         return STOP_START
+    if (TARGET_GROUP, "replace") in ops:
+        # the old instances serve on the old target group until a new Auto Scaling group holds the
+        # new one (test_a_fleet_port_change_switches_the_listeners_only_after_the_new_group_exists)
+        assert (GROUP, "replace") in ops, steps
+        return BLUE_GREEN
     if (LAUNCH_TEMPLATE, "update") in ops:
-        return REFRESH_NEW_TARGETS if (TARGET_GROUP, "replace") in ops else REFRESH
+        return REFRESH
     return IN_PLACE
 
 
@@ -305,6 +311,62 @@ def test_a_port_change_makes_the_new_group_before_the_old_server_loses_its_rule(
     assert steps["cali-instance"].op == "replace"
     # the engine deletes replaced resources only after the `up`'s creates, dependents first
     # (the old instance, then its group); the address moves after the gate (test_zero_downtime.py)
+
+
+def _after(deployment: Deployment, urn: str) -> set[str]:
+    """Every URN `urn` waits for: its dependencies, theirs, and so on."""
+    by_urn = {r.urn: r for r in deployment.resources}
+    seen: set[str] = set()
+    todo = list(by_urn[urn].dependencies)
+    while todo:
+        dep = todo.pop()
+        if dep not in seen:
+            seen.add(dep)
+            todo += by_urn[dep].dependencies if dep in by_urn else []
+    return seen
+
+
+# What a fleet port change updates in place before the new group exists, and why the old instances
+# do not need it: each must be named here, so a new one fails the test below until it is judged.
+UPDATED_BEFORE_THE_NEW_GROUP = {
+    # a new version; the old group pins the version number it runs (launchTemplate.version)
+    "cali-lt",
+    # only health checks pass through it (infra/load_balancer.py HEALTH_LISTENER_PORT)
+    "cali-health",
+}
+
+
+def test_a_fleet_port_change_switches_the_listeners_only_after_the_new_group_exists() -> None:
+    base, changed = run_pair("appPort", "fleet")
+    steps = plan(base, changed)
+    by_name = {s.urn.rsplit("::", 1)[1]: s for s in steps}
+    group = changed.named(GROUP, "cali-asg")
+    # a new target group and a new Auto Scaling group behind it, each made before the old one goes
+    assert by_name["cali-tg"].op == "replace"
+    assert by_name["cali-asg"].op == "replace"
+    for replaced in (changed.named(TARGET_GROUP, "cali-tg"), group):
+        assert not replaced.delete_before_replace, f"{replaced.name}: create-before-delete"
+    assert not {"name", "namePrefix"} & set(group.raw), "auto-named: the old and the new coexist"
+    assert group.inputs["minElbCapacity"] >= 1, "its create waits for healthy instances in the target group"
+    # the serving listener switches after the new group's create (it depends on the group)
+    serving = [r for r in changed.of_type(LISTENER) if r.name != "cali-health"]
+    assert serving
+    assert all(group.urn in _after(changed, r.urn) for r in serving)
+    assert by_name["cali-http"].op == "update"
+    # and the new group's create waits until the new target group is in use (health-checked)
+    assert changed.named(LISTENER, "cali-health").urn in group.dependencies
+    # nothing the old instances need is deleted or changed in place before that: no deletes at all
+    # (replaced resources go at the end of the `up`, pulumi/pulumi deployment_executor.go
+    # performPostSteps), no security group touched, and every other in-place update waits for the group
+    assert not [s for s in steps if s.op == "delete"]
+    assert not [s for s in steps if s.typ == "aws:ec2/securityGroup:SecurityGroup"], "both ports open"
+    early = {
+        s.urn.rsplit("::", 1)[1]
+        for s in steps
+        if s.op == "update" and group.urn not in _after(changed, s.urn) and s.urn != group.urn
+    }
+    assert early == UPDATED_BEFORE_THE_NEW_GROUP
+    assert base.named(GROUP, "cali-asg").inputs["launchTemplate"]["version"].isdigit()
 
 
 # --- kinds of commit: the content tag decides -------------------------------------------------------

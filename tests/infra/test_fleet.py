@@ -13,7 +13,7 @@ import pytest
 
 from infra.config import StackConfigError
 from infra.endpoints import SERVING_SERVICES, SESSION_MANAGER_SERVICES
-from infra.load_balancer import TLS_POLICY
+from infra.load_balancer import HEALTH_LISTENER_PORT, TLS_POLICY
 from tests.infra.conftest import (
     ALB_DNS,
     DOMAIN,
@@ -93,9 +93,14 @@ def test_instance_security_group_admits_only_the_load_balancer_group(fleet: Depl
     assert interface["securityGroups"] == ["cali-instance-sg-id"]
     rules = group(fleet, "cali-instance-sg").inputs["ingress"]
     assert rules, "the instances must admit the load balancer"
+    # Every port appPort may take but 22, so a port change is blue/green (infra/network.py
+    # app_port_rules); the source is the load balancer's group alone.
+    assert [(r["fromPort"], r["toPort"], r["protocol"]) for r in rules] == [
+        (1, 21, "tcp"),
+        (23, 65535, "tcp"),
+    ]
     for rule in rules:
         assert rule["securityGroups"] == ["cali-lb-sg-id"]
-        assert (rule["fromPort"], rule["toPort"], rule["protocol"]) == (80, 80, "tcp")
         for other_source in ("cidrBlocks", "ipv6CidrBlocks", "prefixListIds", "self"):
             assert not rule.get(other_source), f"instances admit {other_source}: {rule}"
 
@@ -107,9 +112,11 @@ def test_load_balancer_admits_only_http_from_the_configured_networks_without_a_d
     assert [(r["fromPort"], r["toPort"], r["cidrBlocks"]) for r in balancer["ingress"]] == [
         (80, 80, ["0.0.0.0/0"])
     ]
-    # Out only to the instances' port, inside the VPC.
+    # Out only inside the VPC (whose members admit nothing from it but the instances' app port), on
+    # the ports appPort may take: the old and the new port of a change are open at once.
     assert [(r["fromPort"], r["toPort"], r["cidrBlocks"]) for r in balancer["egress"]] == [
-        (80, 80, ["10.40.0.0/16"])
+        (1, 21, ["10.40.0.0/16"]),
+        (23, 65535, ["10.40.0.0/16"]),
     ]
     assert fleet.one("aws:lb/loadBalancer:LoadBalancer").inputs["securityGroups"] == ["cali-lb-sg-id"]
 
@@ -123,8 +130,12 @@ def test_load_balancer_admits_80_and_443_from_the_configured_cidrs_with_a_domain
     assert sorted((r["fromPort"], r["toPort"]) for r in ingress) == [(80, 80), (443, 443)]
     assert all(r["cidrBlocks"] == cidrs for r in ingress)
     # The app port is the instances' port, reached from the load balancer only.
-    (rule,) = group(deployment, "cali-instance-sg").inputs["ingress"]
-    assert (rule["fromPort"], rule["toPort"], rule["securityGroups"]) == (8081, 8081, ["cali-lb-sg-id"])
+    (rule,) = [
+        r
+        for r in group(deployment, "cali-instance-sg").inputs["ingress"]
+        if r["fromPort"] <= 8081 <= r["toPort"]
+    ]
+    assert rule["securityGroups"] == ["cali-lb-sg-id"]
     assert deployment.one("aws:lb/targetGroup:TargetGroup").inputs["port"] == 8081
     assert deployment.exports["url"] == f"https://{DOMAIN}", "the public port is 443, whatever appPort is"
 
@@ -295,7 +306,7 @@ def test_session_manager_endpoints_only_when_asked_for(fleet: Deployment) -> Non
 
 def test_without_a_domain_plain_http_on_the_load_balancers_name(fleet: Deployment) -> None:
     by_port = listeners(fleet)
-    assert set(by_port) == {80}
+    assert set(by_port) == {80, HEALTH_LISTENER_PORT}
     (action,) = by_port[80]["defaultActions"]
     assert action["type"] == "forward"
     assert "sslPolicy" not in by_port[80]
@@ -308,7 +319,7 @@ def test_without_a_domain_plain_http_on_the_load_balancers_name(fleet: Deploymen
 
 def test_with_a_domain_https_with_a_modern_tls_policy_and_80_redirects(fleet_https: Deployment) -> None:
     by_port = listeners(fleet_https)
-    assert set(by_port) == {80, 443}
+    assert set(by_port) == {80, 443, HEALTH_LISTENER_PORT}
     https = by_port[443]
     assert https["protocol"] == "HTTPS"
     assert https["sslPolicy"] == TLS_POLICY == "ELBSecurityPolicy-TLS13-1-2-2021-06"
@@ -317,6 +328,21 @@ def test_with_a_domain_https_with_a_modern_tls_policy_and_80_redirects(fleet_htt
     (redirect,) = by_port[80]["defaultActions"]
     assert redirect["type"] == "redirect"
     assert redirect["redirect"] == {"protocol": "HTTPS", "port": "443", "statusCode": "HTTP_301"}
+
+
+@pytest.mark.parametrize("mode_fixture", ["fleet", "fleet_https"])
+def test_the_health_listener_only_keeps_the_target_group_checked_and_admits_nobody(
+    mode_fixture: str, request: pytest.FixtureRequest
+) -> None:
+    deployment: Deployment = request.getfixturevalue(mode_fixture)
+    health = listeners(deployment)[HEALTH_LISTENER_PORT]
+    (action,) = health["defaultActions"]
+    assert (action["type"], action["targetGroupArn"]) == (
+        "forward",
+        deployment.one("aws:lb/targetGroup:TargetGroup").inputs["arn"],
+    )
+    public = {r["fromPort"] for r in group(deployment, "cali-lb-sg").inputs["ingress"]}
+    assert HEALTH_LISTENER_PORT not in public, "the balancer's group admits the public ports only"
 
 
 def test_certificate_is_validated_by_dns_before_the_listener_uses_it(fleet_https: Deployment) -> None:
