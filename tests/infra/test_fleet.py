@@ -512,8 +512,12 @@ def test_the_instance_refresh_names_the_5xx_and_latency_alarms_and_rolls_back(fl
     preferences = fleet.one(ASG).inputs["instanceRefresh"]["preferences"]
     assert preferences["autoRollback"] is True
     alarms = {a.name: a for a in fleet.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
-    # the mocks name an auto-named alarm <logical>-a1b2c3d, as AWS would with a random suffix
-    assert preferences["alarmSpecification"]["alarms"] == ["cali-errors-a1b2c3d", "cali-latency-a1b2c3d"]
+    # the alarms' own fixed names (infra/monitoring.py alarm_name), as AWS knows them
+    assert preferences["alarmSpecification"]["alarms"] == [
+        alarms["cali-errors"].inputs["name"],
+        alarms["cali-latency"].inputs["name"],
+    ]
+    assert preferences["alarmSpecification"]["alarms"] == ["cali-housing-prod-errors", "cali-housing-prod-latency"]
     assert "Errors5xx" in json.dumps(alarms["cali-errors"].inputs["metricQueries"])
     assert alarms["cali-latency"].inputs["metricName"] == "LatencyP99"
     # drift is a slow signal about the data, not the build: it must not undo a rollout
