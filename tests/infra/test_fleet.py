@@ -517,7 +517,10 @@ def test_the_instance_refresh_names_the_5xx_and_latency_alarms_and_rolls_back(fl
         alarms["cali-errors"].inputs["name"],
         alarms["cali-latency"].inputs["name"],
     ]
-    assert preferences["alarmSpecification"]["alarms"] == ["cali-housing-prod-errors", "cali-housing-prod-latency"]
+    assert preferences["alarmSpecification"]["alarms"] == [
+        "cali-housing-prod-errors",
+        "cali-housing-prod-latency",
+    ]
     assert "Errors5xx" in json.dumps(alarms["cali-errors"].inputs["metricQueries"])
     assert alarms["cali-latency"].inputs["metricName"] == "LatencyP99"
     # drift is a slow signal about the data, not the build: it must not undo a rollout
