@@ -14,16 +14,15 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from smoke import guardrail
 from smoke.client import SmokeOptions
+from testkit.http import serving
 from tests.test_smoke import StandIn
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,15 +48,8 @@ class BreaksAfter(StandIn):
 def service(good_posts: int = 10**9) -> Iterator[str]:
     """Serve BreaksAfter(good_posts) on a loopback port; yields its base URL."""
     handler = type("Handler", (BreaksAfter,), {"good_posts": good_posts, "posts": 0, "health_calls": 0})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving(handler) as url:
+        yield url
 
 
 # The smoke test's own POSTs: one prediction, one batch, one bad request.

@@ -15,10 +15,9 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ import pytest
 
 from model.schema import FEATURE_NAMES, TARGET_UNIT_USD, example_record
 from smoke import client as smoke
+from testkit.http import serving
 from testkit.live import gunicorn
 from testkit.ports import free_port
 
@@ -138,15 +138,8 @@ def stand_in(*faults: str, unhealthy_for: int = 0) -> Iterator[str]:
         (StandIn,),
         {"faults": frozenset(faults), "unhealthy_for": unhealthy_for, "health_calls": 0, "ready_calls": 0},
     )
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving(handler) as url:
+        yield url
 
 
 @contextlib.contextmanager

@@ -11,10 +11,9 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -23,6 +22,7 @@ import pytest
 from pulumi.dynamic.dynamic import serialize_provider
 
 from infra.rollout import RefreshWaiter, RolloutFailed
+from testkit.http import serving
 from tests.infra.conftest import REGION, Deployment
 
 GROUP = "cali-asg-1234"
@@ -63,15 +63,8 @@ def auto_scaling(script: list[list[str]]) -> Iterator[tuple[str, list[dict[str, 
             self.end_headers()
             self.wfile.write(body)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", received
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving(Handler) as url:
+        yield url, received
 
 
 def client(url: str):
