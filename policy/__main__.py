@@ -38,6 +38,17 @@ def _schema(rule: guardrails.Rule) -> PolicyConfigSchema | None:
     return PolicyConfigSchema(properties=dict(rule.config)) if rule.config else None
 
 
+def _described(rule: guardrails.Rule) -> dict[str, object]:
+    """What both kinds of policy say of a rule: its name, words, level, settings and remediation."""
+    return {
+        "name": rule.name,
+        "description": rule.description,
+        "enforcement_level": _LEVELS[rule.level],
+        "config_schema": _schema(rule),
+        "remediation_steps": rule.remediation,
+    }
+
+
 def resource_policy(rule: guardrails.ResourceRule) -> ResourceValidationPolicy:
     """A rule judging one resource, as the engine's Analyze call runs it."""
 
@@ -47,14 +58,7 @@ def resource_policy(rule: guardrails.ResourceRule) -> ResourceValidationPolicy:
         for message in rule.validate(args.resource_type, args.props, args.get_config(), stack):
             report_violation(message, None)
 
-    return ResourceValidationPolicy(
-        name=rule.name,
-        description=rule.description,
-        validate=validate,
-        enforcement_level=_LEVELS[rule.level],
-        config_schema=_schema(rule),
-        remediation_steps=rule.remediation,
-    )
+    return ResourceValidationPolicy(validate=validate, **_described(rule))
 
 
 def stack_policy(rule: guardrails.StackRule) -> StackValidationPolicy:
@@ -76,14 +80,7 @@ def stack_policy(rule: guardrails.StackRule) -> StackValidationPolicy:
         for violation in rule.validate(resources, args.get_config()):
             report_violation(violation.message, violation.urn)
 
-    return StackValidationPolicy(
-        name=rule.name,
-        description=rule.description,
-        validate=validate,
-        enforcement_level=_LEVELS[rule.level],
-        config_schema=_schema(rule),
-        remediation_steps=rule.remediation,
-    )
+    return StackValidationPolicy(validate=validate, **_described(rule))
 
 
 def policies() -> list[Policy]:
